@@ -1,0 +1,144 @@
+"""The only wiring: routes, lifespan, the request middleware, and the one error handler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.errors import ImgcdnError, MethodNotAllowed, NotFound
+from server.imaging import vips
+from server.json import error_response
+from server.routes import admin, delivery, health
+from server.runtime import Runtime
+from server.settings import Settings
+
+log = logging.getLogger("imgcdn")
+access_log = logging.getLogger("imgcdn.access")
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def create_app(settings: Settings) -> Starlette:
+    vips.configure()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.pool.shutdown()  # graceful: in-flight renders finish
+
+    routes = [
+        Route("/t/{template}/{id:path}", delivery.deliver, methods=["GET", "HEAD"]),
+        Route("/v1/assets/{id:path}", admin.put_asset, methods=["PUT"]),
+        Route("/v1/assets/{id:path}", admin.get_asset, methods=["GET", "HEAD"]),
+        Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_exception},
+    )
+    app.add_middleware(RequestMiddleware)
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """The factory `imgcdn serve --workers N` hands uvicorn: each worker reads the same env."""
+    config = os.environ.get("IMGCDN_CONFIG")
+    settings = Settings.load(os.environ, Path(config) if config else None)
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    # Starlette's own 404/405 for URLs no route matches: answer in our JSON shape.
+    status = getattr(exc, "status_code", 500)
+    if status == 405:
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+    if status == 404:
+        return error_response(NotFound(f"no route for {request.url.path}"))
+    return error_response(ImgcdnError(str(getattr(exc, "detail", "error"))))
+
+
+class RequestMiddleware:
+    """Correlation id, timing, the error handler, and one JSON log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        correlation_id = _correlation_id(scope)
+        sent: dict[str, object] = {"status": 0, "bytes": 0, "cache": None}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-correlation-id", correlation_id.encode()))
+                message["headers"] = headers
+                sent["status"] = message["status"]
+                for name, value in headers:
+                    if name.lower() == b"x-cache":
+                        sent["cache"] = value.decode()
+                    elif name.lower() == b"content-length":
+                        sent["bytes"] = int(value)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # the one place every failure becomes JSON
+            error = exc if isinstance(exc, ImgcdnError) else ImgcdnError()
+            if error.report:
+                log.error("request failed: %s %s", scope["method"], scope["path"], exc_info=exc)
+            if sent["status"]:
+                return  # the response had started: nothing more can be said on this stream
+            await error_response(error)(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                orjson.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": sent["status"],
+                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                        "cache": sent["cache"],
+                        "bytes": sent["bytes"],
+                        "correlation_id": correlation_id,
+                    }
+                ).decode()
+            )
+
+
+def _correlation_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name in (b"x-correlation-id", b"x-request-id"):
+            candidate = bytes(value).decode("latin-1")
+            if _CORRELATION_ID.fullmatch(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(message)s", force=True)
+    # libvips reports its tuning choices at INFO ("reducev: using vector path"): noise here.
+    logging.getLogger("pyvips").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

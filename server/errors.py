@@ -1,0 +1,86 @@
+"""The error tree: every failure a client can see, with its status and public code, once.
+
+Modules raise these; `app.py` turns any of them into the JSON body of SPEC §4. Messages
+are public: they name the problem, never a secret, a path on disk or a stack trace.
+"""
+
+from __future__ import annotations
+
+
+class ImgcdnError(Exception):
+    status = 500
+    code = "internal"
+    report = True  # 5xx are logged with their cause; client mistakes are not
+    retry_after: int | None = None
+
+    def __init__(self, message: str = "internal error", param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class BadRequest(ImgcdnError):
+    status, code, report = 400, "bad_request", False
+
+
+class InvalidParam(BadRequest):
+    code = "invalid_param"
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, param=param)
+
+
+class InvalidId(BadRequest):
+    code = "invalid_id"
+
+
+class Unauthorized(ImgcdnError):
+    status, code, report = 401, "unauthorized", False
+
+
+class NotFound(ImgcdnError):
+    status, code, report = 404, "not_found", False
+
+
+class AssetNotFound(NotFound):
+    code = "asset_not_found"
+
+    def __init__(self, asset_id: str) -> None:
+        super().__init__(f"no asset {asset_id!r}")
+
+
+class MethodNotAllowed(ImgcdnError):
+    status, code, report = 405, "method_not_allowed", False
+
+
+class TooLarge(ImgcdnError):
+    status, code, report = 413, "source_too_large", False
+
+
+class UnsupportedFormat(ImgcdnError):
+    status, code, report = 415, "unsupported_format", False
+
+
+class Undecodable(ImgcdnError):
+    status, code, report = 422, "undecodable", False
+
+
+class MaxBytesUnreachable(ImgcdnError):
+    status, code, report = 422, "maxbytes_unreachable", False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="maxbytes")
+
+
+class QueueFull(ImgcdnError):
+    status, code, report = 429, "queue_full", False
+    retry_after = 1
+
+
+class StorageUnavailable(ImgcdnError):
+    status, code = 503, "storage_unavailable"
+    retry_after = 5
+
+
+class RenderTimeout(ImgcdnError):
+    status, code = 504, "render_timeout"

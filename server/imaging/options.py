@@ -1,0 +1,14 @@
+"""The render settings every render reads, taken from Settings once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    shrink_rule: str = "fast"
+    jpeg_preset: str = "balanced"
+    avif_effort: int = 1
+    max_side: int = 8192
+    max_pixels: int = 40_000_000

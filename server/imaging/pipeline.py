@@ -1,0 +1,314 @@
+"""The render: source bytes + TransformSpec -> encoded variant. Runs in a render thread.
+
+The pipeline is an ordered list of steps over one frame; an animation runs the same steps
+on each frame. Each step returns early when it has nothing to do, so the common job (a
+JPEG shrunk on load, resized, re-encoded) costs what libvips alone would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyvips
+
+from server.errors import InvalidParam, Undecodable
+from server.formats import ALPHA, ANIMATED
+from server.imaging import encode, geometry
+from server.imaging.inspect import SourceInfo, header
+from server.imaging.options import RenderOptions
+from server.imaging.vips import Cancel
+from server.spec import Format, TransformSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What every step may read: the parsed spec, the output format, and the plan."""
+
+    spec: TransformSpec
+    fmt: Format
+    options: RenderOptions
+    shrink: float = 1.0  # loaded size / stored size, for scaling crop boxes
+    background: tuple[float, ...] = (255.0, 255.0, 255.0, 255.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    width: int
+    height: int
+    frames: int
+
+
+Step = Callable[[pyvips.Image, Job], pyvips.Image]
+
+
+def render(
+    data: bytes,
+    info: SourceInfo,
+    spec: TransformSpec,
+    fmt: Format,
+    options: RenderOptions,
+    cancel: Cancel,
+) -> Rendered:
+    animate = info.frames > 1 and spec.anim is not False and fmt in ANIMATED
+    factor = _load_factor(info, spec, options, animate)
+    load: dict[str, Any] = {"access": "sequential"}
+    if factor > 1 and info.kind == "jpeg":
+        load["shrink"] = factor
+    elif factor > 1 and info.kind == "webp":
+        load["scale"] = 1 / factor
+    if animate:
+        load["n"] = -1
+    image = cancel.watch(header(data, info.kind, **load))
+    stored_width = info.height if info.orientation in (5, 6, 7, 8) else info.width
+    job = Job(spec, fmt, options, shrink=image.width / stored_width)
+    try:
+        if animate:
+            out = _render_frames(image, job, cancel)
+        else:
+            out = image
+            for step in STEPS:
+                out = cancel.watch(step(out, job))
+        body = encode.encode(cancel.watch(out), fmt, spec, options, palette=info.palette)
+    except pyvips.Error as exc:
+        if cancel.cancelled:
+            raise  # the pool turns this into a 504
+        raise Undecodable(f"source cannot be rendered: {_last_line(exc)}") from exc
+    frames = int(out.get("n-pages")) if animate else 1
+    height = out.height // frames if animate else out.height
+    return Rendered(body=body, width=out.width, height=height, frames=frames)
+
+
+def _load_factor(
+    info: SourceInfo, spec: TransformSpec, options: RenderOptions, animate: bool
+) -> int:
+    """Shrink-on-load factor: only for JPEG/WebP stills, and not when trim must see full pixels."""
+    if info.kind not in ("jpeg", "webp") or animate or spec.trim is not None:
+        return 1
+    width, height = info.width, info.height
+    if spec.crop is not None:
+        width = max(1, min(spec.crop.w, width - spec.crop.x))
+        height = max(1, min(spec.crop.h, height - spec.crop.y))
+    if int(spec.rot % 360 // 90) % 2:
+        width, height = height, width
+    p = geometry.plan(
+        (width, height),
+        spec.target,
+        spec.effective_fit,
+        spec.enlarge,
+        options.max_side,
+        options.max_pixels,
+    )
+    return geometry.shrink_factor((width, height), p.scaled, options.shrink_rule)
+
+
+def _render_frames(image: pyvips.Image, job: Job, cancel: Cancel) -> pyvips.Image:
+    page_height = int(image.get("page-height"))
+    count = image.height // page_height
+    # Content-aware crops would pick a different window per frame and make it jitter.
+    spec = job.spec
+    if spec.gravity in ("smart", "entropy"):
+        job = replace(job, spec=replace(spec, gravity="center"))
+    frames = []
+    for index in range(count):
+        frame = image.crop(0, index * page_height, image.width, page_height)
+        for step in STEPS:
+            frame = step(frame, job)
+        frames.append(frame)
+    out = cancel.watch(pyvips.Image.arrayjoin(frames, across=1))
+    out = out.copy()
+    out.set_type(pyvips.GValue.gint_type, "page-height", frames[0].height)
+    out.set_type(pyvips.GValue.gint_type, "n-pages", count)
+    for name in ("delay", "loop"):
+        if name in image.get_fields():
+            out.set_type(image.get_typeof(name), name, image.get(name))
+    return out
+
+
+def to_srgb(image: pyvips.Image, job: Job) -> pyvips.Image:
+    # Convert while the image is small (after shrink-on-load) and before any resampling,
+    # so resizing and blending happen in the colours the browser will show.
+    if "icc-profile-data" in image.get_fields():
+        try:
+            image = image.icc_transform("srgb", embedded=True, intent="perceptual")
+        except pyvips.Error:
+            image = image.colourspace("srgb")  # a broken profile: fall back to the defaults
+    elif image.interpretation not in ("srgb", "b-w"):
+        target = "b-w" if image.interpretation in ("grey16", "b-w") else "srgb"
+        image = image.colourspace(target)
+    if image.format != "uchar":
+        image = (
+            image.cast("uchar")
+            if image.format == "char"
+            else image.colourspace("b-w" if image.bands <= 2 else "srgb")
+        )
+    return image
+
+
+def autorot(image: pyvips.Image, job: Job) -> pyvips.Image:
+    if "orientation" not in image.get_fields() or image.get("orientation") == 1:
+        return image
+    return image.autorot()
+
+
+def crop(image: pyvips.Image, job: Job) -> pyvips.Image:
+    box = job.spec.crop
+    if box is None:
+        return image
+    # After autorot: clients give crop boxes in the upright frame they see, in source
+    # pixels, so scale them to the shrunk-on-load size.
+    s = job.shrink
+    x, y = round(box.x * s), round(box.y * s)
+    if x >= image.width or y >= image.height:
+        raise InvalidParam(
+            "crop",
+            f"crop starts outside the {round(image.width / s)}x{round(image.height / s)} image",
+        )
+    w = max(1, min(round(box.w * s), image.width - x))
+    h = max(1, min(round(box.h * s), image.height - y))
+    return image.crop(x, y, w, h)
+
+
+def trim(image: pyvips.Image, job: Job) -> pyvips.Image:
+    if job.spec.trim is None:
+        return image
+    image = image.copy_memory()  # find_trim reads every pixel; the crop reads them again
+    flat = image.flatten(background=[255] * (image.bands - 1)) if image.hasalpha() else image
+    left, top, width, height = flat.find_trim(
+        threshold=job.spec.trim, background=flat.getpoint(0, 0)
+    )
+    if width == 0 or height == 0:
+        return image  # one uniform colour: nothing to keep, so keep it all
+    return image.crop(left, top, width, height)
+
+
+def rotate90(image: pyvips.Image, job: Job) -> pyvips.Image:
+    # Quarter turns are lossless and happen before sizing, so w and h describe the result.
+    quarter = int(job.spec.rot % 360 // 90)
+    if not quarter:
+        return image
+    return image.rot(("d0", "d90", "d180", "d270")[quarter])
+
+
+def flip(image: pyvips.Image, job: Job) -> pyvips.Image:
+    if job.spec.flip is None:
+        return image
+    if "h" in job.spec.flip:
+        image = image.fliphor()
+    if "v" in job.spec.flip:
+        image = image.flipver()
+    return image
+
+
+def resize(image: pyvips.Image, job: Job) -> pyvips.Image:
+    spec, opts = job.spec, job.options
+    p = geometry.plan(
+        (image.width, image.height),
+        spec.target,
+        spec.effective_fit,
+        spec.enlarge,
+        opts.max_side,
+        opts.max_pixels,
+    )
+    if p.scaled != (image.width, image.height):
+        alpha = image.hasalpha()
+        if alpha:
+            image = image.premultiply()  # or transparent pixels' colour bleeds into edges
+        image = image.resize(
+            p.scaled[0] / image.width, vscale=p.scaled[1] / image.height, kernel="lanczos3"
+        )
+        if alpha:
+            image = image.unpremultiply().cast("uchar")
+    if p.box == p.scaled:
+        return image
+    if p.box[0] <= p.scaled[0] and p.box[1] <= p.scaled[1]:
+        return _cover(image, job, p.box)
+    return _pad(image, job, p.box)
+
+
+def _cover(image: pyvips.Image, job: Job, box: tuple[int, int]) -> pyvips.Image:
+    gravity = job.spec.gravity
+    if gravity in ("smart", "entropy"):
+        image = image.copy_memory()  # smartcrop scores the pixels, then crops them
+        return image.smartcrop(
+            box[0], box[1], interesting="attention" if gravity == "smart" else "entropy"
+        )
+    x, y = geometry.gravity_offset(gravity, job.spec.focal, (image.width, image.height), box)
+    return image.crop(x, y, box[0], box[1])
+
+
+def _pad(image: pyvips.Image, job: Job, box: tuple[int, int]) -> pyvips.Image:
+    image, background = _with_background(image, job)
+    x = (box[0] - image.width) // 2
+    y = (box[1] - image.height) // 2
+    return image.embed(x, y, box[0], box[1], extend="background", background=background)
+
+
+def rotate_free(image: pyvips.Image, job: Job) -> pyvips.Image:
+    angle = job.spec.rot % 90
+    if not angle:
+        return image
+    image, background = _with_background(image, job)
+    return image.rotate(angle, background=background)
+
+
+def blur(image: pyvips.Image, job: Job) -> pyvips.Image:
+    if job.spec.blur is None:
+        return image
+    return image.gaussblur(job.spec.blur).cast("uchar")
+
+
+def sharpen(image: pyvips.Image, job: Job) -> pyvips.Image:
+    if job.spec.sharpen is None:
+        return image
+    # sharpen works on the L of LabS: come back to the space we were in.
+    before = image.interpretation
+    image = image.sharpen(sigma=job.spec.sharpen)
+    return image if image.interpretation == before else image.colourspace(before)
+
+
+def flatten(image: pyvips.Image, job: Job) -> pyvips.Image:
+    if not image.hasalpha():
+        return image
+    bg = job.spec.bg
+    # JPEG cannot carry alpha; an opaque bg asks for a flat result in any format.
+    if job.fmt in ALPHA and (bg is None or bg[3] < 255):
+        return image
+    rgb = list(bg[:3]) if bg else [255, 255, 255]
+    return image.flatten(background=rgb if image.bands > 2 else [rgb[0]]).cast("uchar")
+
+
+def _with_background(image: pyvips.Image, job: Job) -> tuple[pyvips.Image, list[float]]:
+    """The fill colour for padding and rotation, adding alpha when the fill is transparent."""
+    bg = job.spec.bg
+    transparent_default = bg is None and image.hasalpha()
+    rgba = [0, 0, 0, 0] if transparent_default else list(bg or (255, 255, 255, 255))
+    wants_alpha = rgba[3] < 255 and job.fmt in ALPHA
+    if wants_alpha and not image.hasalpha():
+        image = image.bandjoin_const([255])
+    colour = rgba[:3] if image.bands >= 3 else rgba[:1]
+    if image.hasalpha():
+        colour = [*colour, rgba[3] if wants_alpha else 255]
+    return image, [float(c) for c in colour]
+
+
+def _last_line(exc: pyvips.Error) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "unknown error"
+
+
+STEPS: tuple[Step, ...] = (
+    to_srgb,
+    autorot,
+    crop,
+    trim,
+    rotate90,
+    flip,
+    resize,
+    rotate_free,
+    blur,
+    sharpen,
+    flatten,
+)

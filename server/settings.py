@@ -1,0 +1,233 @@
+"""Settings: the only reader of `IMGCDN_*`. Frozen, validated at start, help text per field.
+
+`Settings.load(environ, config_file)` parses every field or raises `SettingsError` with one
+line naming the variable; `imgcdn serve` prints that line and exits. The README's settings
+table is `imgcdn settings` (generated from FIELDS), so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+ShrinkRule = Literal["fast", "quality"]
+JpegPreset = Literal["fast", "balanced", "small"]
+
+
+class SettingsError(ValueError):
+    """A bad setting: the message is one line naming the variable and what it accepts."""
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.replace("_", ""))
+        if not lo <= value <= hi:
+            raise ValueError(f"must be in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be in {lo:g}..{hi:g}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _storage(raw: str) -> str:
+    if raw == "file":
+        return raw
+    if raw.startswith("s3://"):
+        raise ValueError("s3:// storage is not in this release yet; use file")
+    raise ValueError("must be file or s3://bucket/prefix")
+
+
+def _tokens(raw: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if any(len(t) < 16 for t in tokens):
+        raise ValueError("every token must be at least 16 characters")
+    return tokens
+
+
+def _path(raw: str) -> Path:
+    if not raw:
+        raise ValueError("must not be empty")
+    return Path(raw)
+
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("imgcdn-data")
+    storage: str = "file"
+    admin_tokens: tuple[str, ...] = ()
+    max_source_bytes: int = 50 * MIB
+    max_source_pixels: int = 100_000_000
+    max_output_side: int = 8192
+    max_output_pixels: int = 40_000_000
+    max_frames: int = 256
+    render_timeout_s: float = 20.0
+    max_queue: int = 64
+    render_threads: int = 2 * (os.cpu_count() or 1)
+    memory_cache_bytes: int = 256 * MIB
+    meta_ttl_s: float = 2.0
+    shrink_on_load: ShrinkRule = "fast"
+    jpeg_preset: JpegPreset = "balanced"
+    avif_effort: int = 1
+    log_level: str = "info"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
+        """Settings from a config file (KEY=VALUE lines) overlaid by the environment."""
+        raw: dict[str, str] = {}
+        if config_file is not None:
+            raw.update(_read_config(config_file))
+        raw.update({k: v for k, v in environ.items() if k.startswith("IMGCDN_")})
+        known = {spec.env for spec in FIELDS.values()} | {"IMGCDN_CONFIG"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SettingsError(f"{unknown[0]}: unknown setting (see `imgcdn settings`)")
+        values: dict[str, Any] = {}
+        for name, spec in FIELDS.items():
+            if spec.env not in raw:
+                continue
+            try:
+                values[name] = spec.parse(raw[spec.env].strip())
+            except ValueError as exc:
+                raise SettingsError(f"{spec.env}={raw[spec.env]!r}: {exc}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+FIELDS: dict[str, FieldSpec] = {
+    "data_dir": FieldSpec(
+        "IMGCDN_DATA_DIR", _path, "folder for originals, metadata and the admin token"
+    ),
+    "storage": FieldSpec("IMGCDN_STORAGE", _storage, "`file` (the data dir); S3 comes later"),
+    "admin_tokens": FieldSpec(
+        "IMGCDN_ADMIN_TOKENS",
+        _tokens,
+        "comma-separated bearer tokens for /v1/ (>= 16 chars each); "
+        "none: one is generated in <data dir>/admin-token",
+    ),
+    "max_source_bytes": FieldSpec(
+        "IMGCDN_MAX_SOURCE_BYTES", _int(1024, 2**40), "largest original accepted, in bytes"
+    ),
+    "max_source_pixels": FieldSpec(
+        "IMGCDN_MAX_SOURCE_PIXELS",
+        _int(1, 2**40),
+        "largest original width x height x frames, checked from the header before decoding",
+    ),
+    "max_output_side": FieldSpec(
+        "IMGCDN_MAX_OUTPUT_SIDE", _int(16, 65500), "largest w, h (after dpr) of a variant"
+    ),
+    "max_output_pixels": FieldSpec(
+        "IMGCDN_MAX_OUTPUT_PIXELS", _int(256, 2**40), "largest width x height of a variant"
+    ),
+    "max_frames": FieldSpec(
+        "IMGCDN_MAX_FRAMES", _int(1, 10_000), "most frames of an animated original"
+    ),
+    "render_timeout_s": FieldSpec(
+        "IMGCDN_RENDER_TIMEOUT_S", _float(0.1, 600), "a render is cancelled past this (504)"
+    ),
+    "max_queue": FieldSpec(
+        "IMGCDN_MAX_QUEUE",
+        _int(0, 100_000),
+        "renders waiting for a thread before new ones get 429",
+    ),
+    "render_threads": FieldSpec(
+        "IMGCDN_RENDER_THREADS",
+        _int(1, 256),
+        "renders run at once per process (default 2 x cores: libvips runs 1 thread each)",
+    ),
+    "memory_cache_bytes": FieldSpec(
+        "IMGCDN_MEMORY_CACHE_BYTES",
+        _int(0, 2**40),
+        "bytes of encoded variants kept in each process (0 turns the cache off)",
+    ),
+    "meta_ttl_s": FieldSpec(
+        "IMGCDN_META_TTL_S",
+        _float(0, 3600),
+        "seconds asset metadata is cached per process (other workers see a re-upload after it)",
+    ),
+    "shrink_on_load": FieldSpec(
+        "IMGCDN_SHRINK_ON_LOAD",
+        _choice("fast", "quality"),
+        "fast: JPEG/WebP shrink on load by the largest factor that keeps >= the target "
+        "(as sharp and thumbor); quality: keep >= 2x the target for the final Lanczos3",
+    ),
+    "jpeg_preset": FieldSpec(
+        "IMGCDN_JPEG_PRESET",
+        _choice("fast", "balanced", "small"),
+        "fast: libjpeg defaults; balanced: optimised Huffman tables; "
+        "small: mozjpeg trellis quantisation (~15 % smaller, ~2x the CPU)",
+    ),
+    "avif_effort": FieldSpec(
+        "IMGCDN_AVIF_EFFORT",
+        _int(0, 9),
+        "AV1 encoder effort (0 fastest .. 9 smallest); libvips' own default 4 costs ~1.5 s "
+        "per 800 px image",
+    ),
+    "log_level": FieldSpec(
+        "IMGCDN_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"
+    ),
+}
+
+assert set(FIELDS) == {f.name for f in fields(Settings)}, "every setting needs a FieldSpec"
+
+
+def _read_config(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"--config {path}: cannot read ({exc.strerror})") from None
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SettingsError(f"--config {path}:{number}: expected KEY=VALUE")
+        out[key.strip()] = value.strip().strip("\"'")
+    return out
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, for `imgcdn settings` and the README."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    defaults = Settings()
+    for name, spec in FIELDS.items():
+        default = getattr(defaults, name)
+        if name == "render_threads":
+            shown = "2 x cores"
+        elif isinstance(default, tuple):
+            shown = ",".join(default) or "(none)"
+        else:
+            shown = str(default)
+        rows.append(f"| `{spec.env}` | `{shown}` | {spec.help} |")
+    return "\n".join(rows)

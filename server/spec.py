@@ -1,0 +1,294 @@
+"""Delivery URLs -> TransformSpec, and the canonical key two equal URLs share. Pure: no I/O.
+
+One parser serves URLs (and later templates), so a parameter means the same wherever it is
+written. Every value is checked here, once; the pipeline trusts the frozen result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qsl, unquote
+
+from server.errors import InvalidId, InvalidParam
+
+Fit = Literal["cover", "contain", "inside", "outside", "fill"]
+Format = Literal["jpeg", "png", "webp", "avif", "gif"]
+FORMATS: tuple[Format, ...] = ("jpeg", "png", "webp", "avif", "gif")
+FITS = ("cover", "contain", "inside", "outside", "fill")
+GRAVITIES = ("center", "n", "s", "e", "w", "ne", "nw", "se", "sw", "smart", "entropy", "face")
+DEFAULT_QUALITY: dict[Format, int] = {"jpeg": 80, "webp": 80, "avif": 55}
+LOSSY: frozenset[Format] = frozenset({"jpeg", "webp", "avif"})
+
+_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_DPR = re.compile(r"\d(\.\d{1,2})?")
+_DECIMAL = re.compile(r"-?\d{1,3}(\.\d{1,2})?")
+_SIGMA = re.compile(r"\d{1,3}(\.\d{1,3})?")
+_HEX = re.compile(r"[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
+_B64URL = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_TEMPLATE = re.compile(r"_|[a-z0-9][a-z0-9_-]{0,63}")
+MAX_ID_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_side: int = 8192
+    max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransformSpec:
+    """One variant's transform, as parsed. Sizes are CSS pixels; `target` applies dpr."""
+
+    width: int | None = None
+    height: int | None = None
+    dpr: float = 1.0
+    fit: Fit | None = None
+    enlarge: bool = False
+    gravity: str = "center"
+    focal: tuple[float, float] | None = None
+    crop: Box | None = None
+    rot: float = 0.0
+    flip: Literal["h", "v", "hv"] | None = None
+    fmt: Format | Literal["auto"] | None = None
+    quality: int | None = None
+    maxbytes: int | None = None
+    bg: tuple[int, int, int, int] | None = None
+    blur: float | None = None
+    sharpen: float | None = None
+    trim: int | None = None
+    meta: Literal["strip", "keep"] = "strip"
+    progressive: bool = False
+    anim: bool | None = None
+    version: str | None = None
+    exp: int | None = None
+    sig: str | None = None
+
+    @property
+    def target(self) -> tuple[int | None, int | None]:
+        """The box in device pixels: w and h times dpr."""
+        w = round(self.width * self.dpr) if self.width is not None else None
+        h = round(self.height * self.dpr) if self.height is not None else None
+        return w, h
+
+    @property
+    def effective_fit(self) -> Fit:
+        if self.fit is not None:
+            return self.fit
+        return "cover" if self.width is not None and self.height is not None else "inside"
+
+    def canonical(self, fmt: Format) -> str:
+        """The effective transform for output `fmt` as a stable string.
+
+        Equal effective transforms give equal strings whatever the URL's parameter order,
+        spelling (w=400&dpr=2 is w=800) or defaults written out (q=80 for jpeg)."""
+        tw, th = self.target
+        fit = self.effective_fit
+        parts: dict[str, str] = {"fmt": fmt}
+        if tw is not None:
+            parts["w"] = str(tw)
+        if th is not None:
+            parts["h"] = str(th)
+        if tw is not None or th is not None:
+            parts["fit"] = fit
+            if self.enlarge:
+                parts["enlarge"] = "1"
+            if fit == "cover" and tw is not None and th is not None:
+                parts["g"] = (
+                    f"fp:{self.focal[0]:g},{self.focal[1]:g}" if self.focal else self.gravity
+                )
+        if self.crop is not None:
+            parts["crop"] = f"{self.crop.x},{self.crop.y},{self.crop.w},{self.crop.h}"
+        if self.rot % 360:
+            parts["rot"] = f"{self.rot % 360:g}"
+        if self.flip:
+            parts["flip"] = self.flip
+        if fmt in LOSSY:
+            parts["q"] = str(self.quality or DEFAULT_QUALITY[fmt])
+        elif fmt == "png" and self.quality is not None:
+            parts["q"] = str(self.quality)
+        for name, value in (
+            ("maxbytes", self.maxbytes),
+            ("blur", self.blur),
+            ("sharpen", self.sharpen),
+            ("trim", self.trim),
+            ("v", self.version),
+        ):
+            if value is not None:
+                parts[name] = f"{value:g}" if isinstance(value, float) else str(value)
+        if self.bg is not None:
+            parts["bg"] = "{:02x}{:02x}{:02x}{:02x}".format(*self.bg)
+        if self.meta == "keep":
+            parts["meta"] = "keep"
+        if self.progressive:
+            parts["progressive"] = "1"
+        if self.anim is False:
+            parts["anim"] = "0"
+        return "&".join(f"{k}={parts[k]}" for k in sorted(parts))
+
+
+def validate_template_name(name: str) -> str:
+    if not _TEMPLATE.fullmatch(name):
+        raise InvalidParam(
+            "template", f"template must match [a-z0-9][a-z0-9_-]{{0,63}} or _, got {name!r}"
+        )
+    return name
+
+
+def validate_id(asset_id: str) -> str:
+    """An asset id as SPEC §2 allows: 1..1024 bytes, no traversal, no control characters."""
+    size = len(asset_id.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= MAX_ID_BYTES:
+        raise InvalidId(f"id must be 1..{MAX_ID_BYTES} bytes, got {size}")
+    if "\\" in asset_id:
+        raise InvalidId("id must not contain a backslash")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in asset_id):
+        raise InvalidId("id must not contain control characters")
+    for segment in asset_id.split("/"):
+        # Percent-decode again: a double-encoded "%252e%252e" reached us as "%2e%2e", and
+        # whatever sits behind us (S3, a CDN, a log reader) may decode it once more.
+        decoded = unquote(segment)
+        if not segment:
+            raise InvalidId("id must not contain empty segments")
+        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+            raise InvalidId("id must not contain '.' or '..' segments")
+    return asset_id
+
+
+def parse_query(query: str, limits: Limits) -> TransformSpec:
+    """Parse a delivery query string. An unknown or repeated parameter is a 400 naming it."""
+    seen: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False)
+    except ValueError as exc:
+        raise InvalidParam("query", f"malformed query string: {exc}") from None
+    for name, value in pairs:
+        if name in seen:
+            raise InvalidParam(name, f"{name} is given more than once")
+        if name not in _PARSERS:
+            raise InvalidParam(name, f"unknown parameter {name!r}")
+        seen[name] = value
+    if "sig" in seen and pairs[-1][0] != "sig":
+        raise InvalidParam("sig", "sig must be the last parameter")
+    values: dict[str, object] = {}
+    for name, raw in seen.items():
+        values.update(_PARSERS[name](raw, limits))
+    spec = TransformSpec(**values)  # type: ignore[arg-type]  # keys come from _PARSERS
+    return _check_output(spec, limits)
+
+
+def _check_output(spec: TransformSpec, limits: Limits) -> TransformSpec:
+    tw, th = spec.target
+    for name, value in (("w", tw), ("h", th)):
+        if value is not None and value > limits.max_side:
+            raise InvalidParam(
+                "dpr", f"{name} x dpr must be at most {limits.max_side}, got {value}"
+            )
+    if tw is not None and th is not None and tw * th > limits.max_pixels:
+        raise InvalidParam(
+            "w", f"w x h x dpr² must be at most {limits.max_pixels} pixels, got {tw * th}"
+        )
+    if spec.gravity == "face":
+        raise InvalidParam("g", "g=face is not available yet: use g=smart")
+    return spec
+
+
+def _int_in(name: str, raw: str, lo: int, hi: int) -> int:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not lo <= int(raw) <= hi:
+        raise InvalidParam(name, f"{name} must be an integer in {lo}..{hi}, got {raw!r}")
+    return int(raw)
+
+
+def _float_in(name: str, raw: str, pattern: re.Pattern[str], lo: float, hi: float) -> float:
+    if not pattern.fullmatch(raw) or not lo <= float(raw) <= hi:
+        raise InvalidParam(name, f"{name} must be a number in {lo:g}..{hi:g}, got {raw!r}")
+    return float(raw)
+
+
+def _choice(name: str, raw: str, options: tuple[str, ...]) -> str:
+    if raw not in options:
+        raise InvalidParam(name, f"{name} must be one of {', '.join(options)}, got {raw!r}")
+    return raw
+
+
+def _flag(name: str, raw: str) -> bool:
+    return _choice(name, raw, ("0", "1")) == "1"
+
+
+def _gravity(raw: str) -> dict[str, object]:
+    if raw.startswith("fp:"):
+        try:
+            x, y = (float(v) for v in raw[3:].split(","))
+        except ValueError:
+            x = y = -1.0
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise InvalidParam("g", f"g=fp:X,Y needs two fractions in 0..1, got {raw!r}")
+        return {"gravity": "fp", "focal": (x, y)}
+    return {"gravity": _choice("g", raw, GRAVITIES)}
+
+
+def _crop(raw: str) -> dict[str, object]:
+    parts = raw.split(",")
+    message = f"crop must be X,Y,W,H in source pixels (W, H >= 1), got {raw!r}"
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and len(p) <= 6 for p in parts):
+        raise InvalidParam("crop", message)
+    x, y, w, h = (int(p) for p in parts)
+    if w < 1 or h < 1:
+        raise InvalidParam("crop", message)
+    return {"crop": Box(x, y, w, h)}
+
+
+def _bg(raw: str) -> dict[str, object]:
+    if not _HEX.fullmatch(raw):
+        raise InvalidParam("bg", f"bg must be RRGGBB or RRGGBBAA, got {raw!r}")
+    rgba = [int(raw[i : i + 2], 16) for i in range(0, len(raw), 2)]
+    return {"bg": (*rgba[:3], rgba[3] if len(rgba) == 4 else 255)}
+
+
+def _fmt(raw: str) -> dict[str, object]:
+    raw = "jpeg" if raw == "jpg" else raw
+    return {"fmt": _choice("fmt", raw, ("auto", *FORMATS))}
+
+
+def _regex(name: str, raw: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(raw):
+        raise InvalidParam(name, f"{name} must be {what}, got {raw[:80]!r}")
+    return raw
+
+
+Parser = Callable[[str, Limits], dict[str, object]]
+
+_PARSERS: dict[str, Parser] = {
+    "w": lambda raw, lim: {"width": _int_in("w", raw, 1, lim.max_side)},
+    "h": lambda raw, lim: {"height": _int_in("h", raw, 1, lim.max_side)},
+    "dpr": lambda raw, lim: {"dpr": _float_in("dpr", raw, _DPR, 1, 4)},
+    "fit": lambda raw, lim: {"fit": _choice("fit", raw, FITS)},
+    "enlarge": lambda raw, lim: {"enlarge": _flag("enlarge", raw)},
+    "g": lambda raw, lim: _gravity(raw),
+    "crop": lambda raw, lim: _crop(raw),
+    "rot": lambda raw, lim: {"rot": _float_in("rot", raw, _DECIMAL, -360, 360)},
+    "flip": lambda raw, lim: {"flip": _choice("flip", raw, ("h", "v", "hv"))},
+    "fmt": lambda raw, lim: _fmt(raw),
+    "q": lambda raw, lim: {"quality": _int_in("q", raw, 1, 100)},
+    "maxbytes": lambda raw, lim: {"maxbytes": _int_in("maxbytes", raw, 1024, 50_000_000)},
+    "bg": lambda raw, lim: _bg(raw),
+    "blur": lambda raw, lim: {"blur": _float_in("blur", raw, _SIGMA, 0.3, 100)},
+    "sharpen": lambda raw, lim: {"sharpen": _float_in("sharpen", raw, _SIGMA, 0.3, 10)},
+    "trim": lambda raw, lim: {"trim": _int_in("trim", raw, 1, 100)},
+    "meta": lambda raw, lim: {"meta": _choice("meta", raw, ("strip", "keep"))},
+    "progressive": lambda raw, lim: {"progressive": _flag("progressive", raw)},
+    "anim": lambda raw, lim: {"anim": _flag("anim", raw)},
+    "v": lambda raw, lim: {"version": _regex("v", raw, _VERSION, "1..64 of [A-Za-z0-9._-]")},
+    "exp": lambda raw, lim: {"exp": _int_in("exp", raw, 0, 2**40)},
+    "sig": lambda raw, lim: {"sig": _regex("sig", raw, _B64URL, "base64url")},
+}

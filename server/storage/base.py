@@ -1,0 +1,52 @@
+"""The Storage protocol every backend implements, and the metadata kept beside an original.
+
+An asset exists when its metadata does: a backend writes the original first and the
+metadata last, each atomically, so a reader never sees metadata without its bytes, and a
+crash mid-upload leaves nothing visible. Originals are kept per etag, so a re-upload never
+changes the bytes behind metadata a reader already holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AssetMeta:
+    id: str
+    mime: str
+    width: int
+    height: int
+    bytes: int
+    etag: str  # sha256 of the original, hex: a content hash, so equal uploads are equal
+    created_at: str  # ISO 8601, UTC
+    kind: str  # jpeg png webp gif heif
+    frames: int = 1
+    alpha: bool = False
+    palette: bool = False
+    orientation: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AssetMeta:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class Storage(Protocol):
+    async def put(self, meta: AssetMeta, data: bytes) -> None:
+        """Store an original and its metadata atomically (replacing any earlier one)."""
+
+    async def head(self, asset_id: str) -> AssetMeta:
+        """The metadata, or AssetNotFound."""
+
+    async def get(self, meta: AssetMeta, max_bytes: int) -> bytes:
+        """The original `meta` describes, or AssetNotFound if it was replaced since."""
+
+    async def delete(self, asset_id: str) -> bool:
+        """Remove an asset; False when there was none (deleting is idempotent)."""
+
+    async def ping(self) -> None:
+        """Return when the backend can serve reads, or raise StorageUnavailable."""

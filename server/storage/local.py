@@ -1,0 +1,109 @@
+"""The local-folder backend: the embedded default, and a shared store on one machine.
+
+Layout under the data dir: `assets/<h[:2]>/<h>/meta.json` and `.../<etag>.bin`, where h is
+the sha256 of the asset id. Hashing the id keeps any id (with `/`, unicode, or names that
+are also folder names) off the file system's rules, and no id can reach outside the folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from server.errors import AssetNotFound, StorageUnavailable, TooLarge
+from server.storage.base import AssetMeta
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "assets").mkdir(parents=True, exist_ok=True)
+
+    def _folder(self, asset_id: str) -> Path:
+        h = hashlib.sha256(asset_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.root / "assets" / h[:2] / h
+
+    async def put(self, meta: AssetMeta, data: bytes) -> None:
+        await asyncio.to_thread(self._put, meta, data)
+
+    def _put(self, meta: AssetMeta, data: bytes) -> None:
+        folder = self._folder(meta.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        old = self._read_meta(meta.id)
+        _atomic_write(folder / f"{meta.etag}.bin", data)
+        _atomic_write(folder / "meta.json", orjson.dumps(meta.to_json()))
+        if old is not None and old.etag != meta.etag:
+            # A reader holding the old metadata gets AssetNotFound and reads it again.
+            (folder / f"{old.etag}.bin").unlink(missing_ok=True)
+
+    async def head(self, asset_id: str) -> AssetMeta:
+        meta = await asyncio.to_thread(self._read_meta, asset_id)
+        if meta is None:
+            raise AssetNotFound(asset_id)
+        return meta
+
+    def _read_meta(self, asset_id: str) -> AssetMeta | None:
+        try:
+            raw = (self._folder(asset_id) / "meta.json").read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
+        return AssetMeta.from_json(orjson.loads(raw))
+
+    async def get(self, meta: AssetMeta, max_bytes: int) -> bytes:
+        return await asyncio.to_thread(self._get, meta, max_bytes)
+
+    def _get(self, meta: AssetMeta, max_bytes: int) -> bytes:
+        path = self._folder(meta.id) / f"{meta.etag}.bin"
+        try:
+            with path.open("rb") as f:
+                data = f.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise AssetNotFound(meta.id) from None
+        except OSError as exc:
+            raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
+        if len(data) > max_bytes:
+            raise TooLarge(f"source is larger than {max_bytes} bytes")
+        return data
+
+    async def delete(self, asset_id: str) -> bool:
+        return await asyncio.to_thread(self._delete, asset_id)
+
+    def _delete(self, asset_id: str) -> bool:
+        folder = self._folder(asset_id)
+        meta = folder / "meta.json"
+        if not meta.exists():
+            return False
+        meta.unlink(missing_ok=True)  # the asset is gone from here on; the rest is cleanup
+        for blob in folder.glob("*.bin"):
+            blob.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        return True
+
+    async def ping(self) -> None:
+        ok = await asyncio.to_thread(os.access, self.root / "assets", os.R_OK | os.W_OK)
+        if not ok:
+            raise StorageUnavailable("data dir is not readable and writable")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync, then rename over it: all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
