@@ -1,0 +1,133 @@
+"""Shared fixtures: the real app over real libvips, on the small real images in tests/images."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+import pyvips
+import uvicorn
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.settings import Settings
+
+IMAGES = Path(__file__).parent / "images"
+TOKEN = "test-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", admin_tokens=(TOKEN,), render_threads=2)
+
+
+@pytest.fixture
+def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
+    """A factory for clients over the real app, with settings overridden per test."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: object) -> TestClient:
+        client = TestClient(create_app(replace(settings, **overrides)))  # type: ignore[arg-type]
+        client.__enter__()  # runs the lifespan
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+def upload(client: TestClient | httpx.Client, asset_id: str, name: str) -> httpx.Response:
+    r = client.put(f"/v1/assets/{asset_id}", content=(IMAGES / name).read_bytes(), headers=AUTH)
+    assert r.status_code in (200, 201), r.text
+    return r
+
+
+@pytest.fixture
+def uploaded(client: TestClient) -> TestClient:
+    """A client whose store holds every test image under its own file name."""
+    for name in ("photo.jpg", "orient6.jpg", "cmyk.jpg", "p3.jpg", "alpha.png", "anim.gif"):
+        upload(client, name, name)
+    return client
+
+
+def decode(body: bytes) -> pyvips.Image:
+    """The image in `body`, every frame of an animation stacked (page-height apart)."""
+    image = pyvips.Image.new_from_buffer(body, "")
+    if "n-pages" in image.get_fields() and image.get("n-pages") > 1:
+        image = pyvips.Image.new_from_buffer(body, "", n=-1)
+    return image
+
+
+def loader(body: bytes) -> str:
+    return str(decode(body).get("vips-loader")).removesuffix("_buffer").removesuffix("load")
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A tiny valid-header PNG declaring width x height RGB pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def jpeg_bomb(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose SOF0 header is rewritten to declare width x height."""
+    small = bytearray(pyvips.Image.black(16, 16, bands=3).jpegsave_buffer(Q=50))
+    sof = small.index(b"\xff\xc0")
+    small[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(small)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll `check` until it is true, or fail at the deadline."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"not true within {seconds} s")
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app under a real uvicorn on a free port, in a thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
