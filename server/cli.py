@@ -20,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    serve.add_argument("--config", type=Path, help="a file of IMGCDN_*=value lines")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ["IMGCDN_CONFIG"]) if os.environ.get("IMGCDN_CONFIG") else None,
+        help="a file of IMGCDN_*=value lines (default: $IMGCDN_CONFIG)",
+    )
     commands.add_parser("settings", help="print every setting as a Markdown table")
     args = parser.parse_args(argv)
 
@@ -49,7 +54,7 @@ def serve_forever(
         admin_token_file(settings.data_dir)
     log.warning(
         "unsigned URLs are accepted: anyone can request any variant of any asset "
-        "(signed URLs arrive with IMGCDN_SIGNING_KEYS)"
+        "(URL signing is not in this release yet)"
     )
     if config is not None:
         os.environ["IMGCDN_CONFIG"] = str(config.resolve())

@@ -23,7 +23,10 @@ class SettingsError(ValueError):
 
 def _int(lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        value = int(raw.replace("_", ""))
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"must be an integer in {lo}..{hi}") from None
         if not lo <= value <= hi:
             raise ValueError(f"must be in {lo}..{hi}")
         return value
@@ -33,7 +36,10 @@ def _int(lo: int, hi: int) -> Callable[[str], int]:
 
 def _float(lo: float, hi: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
-        value = float(raw)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number in {lo:g}..{hi:g}") from None
         if not lo <= value <= hi:
             raise ValueError(f"must be in {lo:g}..{hi:g}")
         return value
@@ -112,7 +118,8 @@ class Settings:
             try:
                 values[name] = spec.parse(raw[spec.env].strip())
             except ValueError as exc:
-                raise SettingsError(f"{spec.env}={raw[spec.env]!r}: {exc}") from None
+                shown = spec.env if spec.secret else f"{spec.env}={raw[spec.env]!r}"
+                raise SettingsError(f"{shown}: {exc}") from None
         return cls(**values)
 
 
@@ -121,6 +128,7 @@ class FieldSpec:
     env: str
     parse: Callable[[str], Any]
     help: str
+    secret: bool = False  # its value never appears in an error
 
 
 FIELDS: dict[str, FieldSpec] = {
@@ -133,6 +141,7 @@ FIELDS: dict[str, FieldSpec] = {
         _tokens,
         "comma-separated bearer tokens for /v1/ (>= 16 chars each); "
         "none: one is generated in <data dir>/admin-token",
+        secret=True,
     ),
     "max_source_bytes": FieldSpec(
         "IMGCDN_MAX_SOURCE_BYTES", _int(1024, 2**40), "largest original accepted, in bytes"
@@ -211,7 +220,7 @@ def _read_config(path: Path) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise SettingsError(f"--config {path}:{number}: expected KEY=VALUE")
         out[key.strip()] = value.strip().strip("\"'")
     return out

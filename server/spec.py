@@ -7,6 +7,7 @@ written. Every value is checked here, once; the pipeline trusts the frozen resul
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -99,11 +100,12 @@ class TransformSpec:
             parts["w"] = str(tw)
         if th is not None:
             parts["h"] = str(th)
-        if tw is not None or th is not None:
+        if (tw is not None or th is not None) and self.enlarge:
+            parts["enlarge"] = "1"
+        if tw is not None and th is not None:
+            # With one side only, every fit mode is `inside`: the key must not split them.
             parts["fit"] = fit
-            if self.enlarge:
-                parts["enlarge"] = "1"
-            if fit == "cover" and tw is not None and th is not None:
+            if fit == "cover":
                 parts["g"] = (
                     f"fp:{self.focal[0]:g},{self.focal[1]:g}" if self.focal else self.gravity
                 )
@@ -152,7 +154,7 @@ def validate_id(asset_id: str) -> str:
         raise InvalidId(f"id must be 1..{MAX_ID_BYTES} bytes, got {size}")
     if "\\" in asset_id:
         raise InvalidId("id must not contain a backslash")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in asset_id):
+    if any(unicodedata.category(c) == "Cc" for c in asset_id):  # C0, DEL and C1
         raise InvalidId("id must not contain control characters")
     for segment in asset_id.split("/"):
         # Percent-decode again: a double-encoded "%252e%252e" reached us as "%2e%2e", and

@@ -45,12 +45,19 @@ def plan(
             box = (min(tw, scaled[0]), min(th, scaled[1]))
         elif fit == "contain":
             box = (tw, th)
-    # Whatever was asked, never produce more than the output limits allow: shrink to fit.
+    # Whatever was asked, never produce more than the output limits allow: shrink to fit,
+    # landing the long side exactly on max_side when that is the binding limit.
     fits = min(1.0, max_side / max(box), math.sqrt(max_pixels / (box[0] * box[1])))
     if fits < 1.0:
-        scaled = (max(1, math.floor(scaled[0] * fits)), max(1, math.floor(scaled[1] * fits)))
-        box = (max(1, math.floor(box[0] * fits)), max(1, math.floor(box[1] * fits)))
+        scaled = _scale_down(scaled, fits, max_side)
+        box = _scale_down(box, fits, max_side)
     return Plan(scaled=scaled, box=box)
+
+
+def _scale_down(size: tuple[int, int], fits: float, max_side: int) -> tuple[int, int]:
+    # The epsilon keeps 8192 * (max_side / 8192.0000001) from flooring to 8191.
+    w, h = (min(max_side, max(1, math.floor(v * fits + 1e-9))) for v in size)
+    return w, h
 
 
 def shrink_factor(source: tuple[int, int], scaled: tuple[int, int], rule: str) -> int:
