@@ -71,7 +71,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     # Starlette's own 404/405 for URLs no route matches: answer in our JSON shape.
     status = getattr(exc, "status_code", 500)
     if status == 405:
-        return error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+        allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed here", allow))
     if status == 404:
         return error_response(NotFound(f"no route for {request.url.path}"))
     return error_response(ImgcdnError(str(getattr(exc, "detail", "error"))))

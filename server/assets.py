@@ -21,7 +21,7 @@ async def put_asset(rt: Runtime, asset_id: str, data: bytes) -> tuple[AssetMeta,
 
     def validate(cancel: Cancel) -> SourceInfo:
         info = probe(data, rt.source_limits)
-        check_decodes(data, info)
+        check_decodes(data, info, cancel)
         return info
 
     info = await rt.pool.run(validate)

@@ -17,6 +17,7 @@ class ImgcdnError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers: dict[str, str] = {}  # HTTP headers the status calls for
 
 
 class BadRequest(ImgcdnError):
@@ -37,6 +38,10 @@ class InvalidId(BadRequest):
 class Unauthorized(ImgcdnError):
     status, code, report = 401, "unauthorized", False
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="imgcdn"'
+
 
 class NotFound(ImgcdnError):
     status, code, report = 404, "not_found", False
@@ -51,6 +56,10 @@ class AssetNotFound(NotFound):
 
 class MethodNotAllowed(ImgcdnError):
     status, code, report = 405, "method_not_allowed", False
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message)
+        self.headers["Allow"] = allow
 
 
 class TooLarge(ImgcdnError):

@@ -22,7 +22,7 @@ def error_response(error: ImgcdnError) -> Response:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.param is not None:
         body["param"] = error.param
-    headers = {"Cache-Control": NO_STORE}
+    headers = {"Cache-Control": NO_STORE, **error.headers}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return json_response({"error": body}, status=error.status, headers=headers)

@@ -12,6 +12,7 @@ from typing import Any
 import pyvips
 
 from server.errors import TooLarge, Undecodable, UnsupportedFormat
+from server.imaging.vips import Cancel
 from server.spec import Format
 
 # Magic numbers we accept. Anything else (TIFF, SVG, PDF, BMP, ...) is 415 before libvips
@@ -111,7 +112,7 @@ def probe(data: bytes, limits: SourceLimits) -> SourceInfo:
     )
 
 
-def check_decodes(data: bytes, info: SourceInfo) -> None:
+def check_decodes(data: bytes, info: SourceInfo, cancel: Cancel) -> None:
     """Decode the whole stream (shrunk where the codec allows) so a truncated or corrupt
     upload is refused before it is stored. Runs in the render pool: it is CPU work."""
     options: dict[str, Any] = {"access": "sequential", "fail_on": "truncated"}
@@ -122,7 +123,7 @@ def check_decodes(data: bytes, info: SourceInfo) -> None:
     if info.frames > 1:
         options["n"] = -1
     try:
-        header(data, info.kind, **options).avg()
+        cancel.watch(header(data, info.kind, **options)).avg()
     except pyvips.Error as exc:
         raise Undecodable(f"source cannot be decoded: {_first_line(exc)}") from exc
 

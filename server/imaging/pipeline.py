@@ -30,7 +30,9 @@ class Job:
     fmt: Format
     options: RenderOptions
     shrink: float = 1.0  # loaded size / stored size, for scaling crop boxes
-    background: tuple[float, ...] = (255.0, 255.0, 255.0, 255.0)
+    # The size resize() would see without shrink-on-load (upright, cropped, turned), so
+    # libjpeg's rounding of the shrunk size (399 / 2 -> 199) cannot skew the aspect ratio.
+    full_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,13 @@ def render(
         load["n"] = -1
     image = cancel.watch(header(data, info.kind, **load))
     stored_width = info.height if info.orientation in (5, 6, 7, 8) else info.width
-    job = Job(spec, fmt, options, shrink=image.width / stored_width)
+    job = Job(
+        spec,
+        fmt,
+        options,
+        shrink=image.width / stored_width,
+        full_size=_full_size(info, spec) if factor > 1 else None,
+    )
     try:
         if animate:
             out = _render_frames(image, job, cancel)
@@ -87,12 +95,7 @@ def _load_factor(
     """Shrink-on-load factor: only for JPEG/WebP stills, and not when trim must see full pixels."""
     if info.kind not in ("jpeg", "webp") or animate or spec.trim is not None:
         return 1
-    width, height = info.width, info.height
-    if spec.crop is not None:
-        width = max(1, min(spec.crop.w, width - spec.crop.x))
-        height = max(1, min(spec.crop.h, height - spec.crop.y))
-    if int(spec.rot % 360 // 90) % 2:
-        width, height = height, width
+    width, height = _full_size(info, spec)
     p = geometry.plan(
         (width, height),
         spec.target,
@@ -102,6 +105,17 @@ def _load_factor(
         options.max_pixels,
     )
     return geometry.shrink_factor((width, height), p.scaled, options.shrink_rule)
+
+
+def _full_size(info: SourceInfo, spec: TransformSpec) -> tuple[int, int]:
+    """The upright source size after crop and quarter turns, in source pixels."""
+    width, height = info.width, info.height
+    if spec.crop is not None:
+        width = max(1, min(spec.crop.w, width - spec.crop.x))
+        height = max(1, min(spec.crop.h, height - spec.crop.y))
+    if int(spec.rot % 360 // 90) % 2:
+        width, height = height, width
+    return width, height
 
 
 def _render_frames(image: pyvips.Image, job: Job, cancel: Cancel) -> pyvips.Image:
@@ -205,7 +219,7 @@ def flip(image: pyvips.Image, job: Job) -> pyvips.Image:
 def resize(image: pyvips.Image, job: Job) -> pyvips.Image:
     spec, opts = job.spec, job.options
     p = geometry.plan(
-        (image.width, image.height),
+        job.full_size or (image.width, image.height),
         spec.target,
         spec.effective_fit,
         spec.enlarge,

@@ -85,11 +85,13 @@ async def _multipart_file(request: Request, body: bytes, max_bytes: int) -> byte
         form = await parser.parse()
     except MultiPartException as exc:
         raise BadRequest(f"malformed multipart body: {exc.message}", param="file") from None
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise BadRequest("multipart body needs a file field named 'file'", param="file")
-    data = await upload.read()
-    await form.close()
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise BadRequest("multipart body needs a file field named 'file'", param="file")
+        data = await upload.read()
+    finally:
+        await form.close()  # the parser spooled parts to temp files
     if len(data) > max_bytes:
         raise TooLarge(f"upload is {len(data)} bytes, the limit is {max_bytes}")
     if not data:
