@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +32,22 @@ access_log = logging.getLogger("imgcdn.access")
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+class AnyPath(Convertor[str]):
+    """Starlette's `path` stops at a newline (`.*`); ids must reach validate_id whole, so a
+    newline is refused as an invalid id rather than routed around."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPath())
+
+
 def create_app(settings: Settings) -> Starlette:
     vips.configure()
 
@@ -44,9 +61,9 @@ def create_app(settings: Settings) -> Starlette:
             runtime.pool.shutdown()  # graceful: in-flight renders finish
 
     routes = [
-        Route("/t/{template}/{id:path}", delivery.deliver, methods=["GET", "HEAD"]),
-        Route("/v1/assets/{id:path}", admin.put_asset, methods=["PUT"]),
-        Route("/v1/assets/{id:path}", admin.get_asset, methods=["GET", "HEAD"]),
+        Route("/t/{template}/{id:anypath}", delivery.deliver, methods=["GET", "HEAD"]),
+        Route("/v1/assets/{id:anypath}", admin.put_asset, methods=["PUT"]),
+        Route("/v1/assets/{id:anypath}", admin.get_asset, methods=["GET", "HEAD"]),
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
     ]
@@ -131,11 +148,15 @@ class RequestMiddleware:
 
 
 def _correlation_id(scope: Scope) -> str:
+    """The caller's X-Correlation-ID, else X-Request-ID (a proxy's), else a new one."""
+    found: dict[bytes, str] = {}
     for name, value in scope["headers"]:
         if name in (b"x-correlation-id", b"x-request-id"):
-            candidate = bytes(value).decode("latin-1")
-            if _CORRELATION_ID.fullmatch(candidate):
-                return candidate
+            found.setdefault(name, bytes(value).decode("latin-1"))
+    for name in (b"x-correlation-id", b"x-request-id"):
+        candidate = found.get(name)
+        if candidate is not None and _CORRELATION_ID.fullmatch(candidate):
+            return candidate
     return uuid.uuid4().hex
 
 

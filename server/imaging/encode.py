@@ -50,9 +50,10 @@ def encode(
                 hi = mid - 1
         if best is not None:
             return best
+    hint = "lower w/h" if fmt in LOSSY else "lower w/h or pick a lossy fmt"
     raise MaxBytesUnreachable(
         f"cannot encode this variant as {fmt} in {spec.maxbytes} bytes "
-        f"(smallest try: {len(body)} bytes); lower w/h or pick a lossy fmt"
+        f"({len(body)} bytes at quality {quality}); {hint}"
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyvips
 
-from server.errors import InvalidParam, Undecodable
+from server.errors import ImgcdnError, InvalidParam
 from server.formats import ALPHA, ANIMATED
 from server.imaging import encode, geometry
 from server.imaging.inspect import SourceInfo, header
@@ -56,7 +56,7 @@ def render(
 ) -> Rendered:
     animate = info.frames > 1 and spec.anim is not False and fmt in ANIMATED
     factor = _load_factor(info, spec, options, animate)
-    load: dict[str, Any] = {"access": "sequential"}
+    load: dict[str, Any] = {"access": _access(info, spec)}
     if factor > 1 and info.kind == "jpeg":
         load["shrink"] = factor
     elif factor > 1 and info.kind == "webp":
@@ -82,8 +82,10 @@ def render(
         body = encode.encode(cancel.watch(out), fmt, spec, options, palette=info.palette)
     except pyvips.Error as exc:
         if cancel.cancelled:
-            raise  # the pool turns this into a 504
-        raise Undecodable(f"source cannot be rendered: {_last_line(exc)}") from exc
+            raise  # the pool has answered 504 already
+        # The source decoded in full when it was uploaded, so a failure here is ours: a 500
+        # that is logged with its cause, not a 4xx that blames the client.
+        raise ImgcdnError(f"render failed: {_last_line(exc)}") from exc
     frames = int(out.get("n-pages")) if animate else 1
     height = out.height // frames if animate else out.height
     return Rendered(body=body, width=out.width, height=height, frames=frames)
@@ -105,6 +107,16 @@ def _load_factor(
         options.max_pixels,
     )
     return geometry.shrink_factor((width, height), p.scaled, options.shrink_rule)
+
+
+def _access(info: SourceInfo, spec: TransformSpec) -> str:
+    """Sequential (streamed top to bottom, the cheap way) unless a step reads rows out of
+    order: a turn, a vertical flip or EXIF auto-orientation. libvips hides out-of-order
+    reads only while the image fits its line cache, so small tests would not show this."""
+    turns = spec.rot % 360 != 0 or info.orientation != 1
+    if turns or (spec.flip is not None and "v" in spec.flip):
+        return "random"
+    return "sequential"
 
 
 def _full_size(info: SourceInfo, spec: TransformSpec) -> tuple[int, int]:
@@ -304,7 +316,9 @@ def _with_background(image: pyvips.Image, job: Job) -> tuple[pyvips.Image, list[
         image = image.bandjoin_const([255])
     colour = rgba[:3] if image.bands >= 3 else rgba[:1]
     if image.hasalpha():
-        colour = [*colour, rgba[3] if wants_alpha else 255]
+        # Keep the default fill transparent even for JPEG: flatten() then paints it the same
+        # colour as the image's own transparent pixels.
+        colour = [*colour, rgba[3] if (wants_alpha or transparent_default) else 255]
     return image, [float(c) for c in colour]
 
 
