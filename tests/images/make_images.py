@@ -1,6 +1,6 @@
 """Rebuild the small test images from ../shared/corpus (see SOURCES.md here).
 
-    python tests/images/make_images.py ../shared/corpus
+python tests/images/make_images.py ../shared/corpus
 """
 
 import sys
