@@ -41,12 +41,6 @@ class VariantCache:
         if self.max_bytes and len(variant.body) + 200 <= self.max_bytes:
             self._lru[key] = variant
 
-    def drop_where(self, keep: Callable[[str], bool]) -> int:
-        doomed = [k for k in self._lru if not keep(k)]
-        for key in doomed:
-            self._lru.pop(key, None)
-        return len(doomed)
-
     @property
     def size(self) -> int:
         return int(self._lru.currsize)

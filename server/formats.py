@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.spec import FORMATS, Format, TransformSpec
+from server.spec import Format, TransformSpec
 
 MIME: dict[Format, str] = {
     "jpeg": "image/jpeg",
@@ -54,10 +54,3 @@ def choose(
     if animate:
         return "gif", True
     return ("png" if alpha else "jpeg"), True
-
-
-def parse_format(name: str) -> Format:
-    for fmt in FORMATS:
-        if fmt == name:
-            return fmt
-    raise ValueError(name)

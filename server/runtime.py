@@ -34,19 +34,16 @@ class Runtime:
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=2.0)
     )
 
-    @property
-    def limits(self) -> Limits:
-        return Limits(self.settings.max_output_side, self.settings.max_output_pixels)
+    limits: Limits = field(init=False)
+    source_limits: SourceLimits = field(init=False)
+    render_options: RenderOptions = field(init=False)
 
-    @property
-    def source_limits(self) -> SourceLimits:
+    def __post_init__(self) -> None:
+        # Derived once per process: the request path reads them on every request.
         s = self.settings
-        return SourceLimits(s.max_source_bytes, s.max_source_pixels, s.max_frames)
-
-    @property
-    def render_options(self) -> RenderOptions:
-        s = self.settings
-        return RenderOptions(
+        self.limits = Limits(s.max_output_side, s.max_output_pixels)
+        self.source_limits = SourceLimits(s.max_source_bytes, s.max_source_pixels, s.max_frames)
+        self.render_options = RenderOptions(
             shrink_rule=s.shrink_on_load,
             jpeg_preset=s.jpeg_preset,
             avif_effort=s.avif_effort,
