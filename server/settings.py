@@ -97,7 +97,7 @@ class Settings:
     meta_ttl_s: float = 2.0
     shrink_on_load: ShrinkRule = "fast"
     jpeg_preset: JpegPreset = "balanced"
-    avif_effort: int = 1
+    avif_effort: int = 0
     log_level: str = "info"
 
     @classmethod
@@ -198,8 +198,8 @@ FIELDS: dict[str, FieldSpec] = {
     "avif_effort": FieldSpec(
         "IMGCDN_AVIF_EFFORT",
         _int(0, 9),
-        "AV1 encoder effort (0 fastest .. 9 smallest); libvips' own default 4 costs ~1.5 s "
-        "per 800 px image",
+        "AV1 encoder effort (0 fastest .. 9 smallest): 0 renders a 12 MP photo to 800 px "
+        "in ~0.11 s of CPU, 1 in ~0.28 s (8 % smaller); libvips' own default 4 takes ~1.5 s",
     ),
     "log_level": FieldSpec(
         "IMGCDN_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"

@@ -9,6 +9,6 @@ from dataclasses import dataclass
 class RenderOptions:
     shrink_rule: str = "fast"
     jpeg_preset: str = "balanced"
-    avif_effort: int = 1
+    avif_effort: int = 0
     max_side: int = 8192
     max_pixels: int = 40_000_000
