@@ -312,6 +312,31 @@ def test_a_heavy_render_past_the_timeout_is_killed_inside_libvips(make_client):
     assert after.headers["x-cache"] == "miss"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/t/_/photo.jpg?w=100"), ("GET", "/v1/assets/photo.jpg"), ("PUT", None)],
+    ids=["delivery", "admin-get", "admin-put"],
+)
+def test_storage_failure_is_503_with_retry_after(client, monkeypatch, method, path):
+    upload(client, "photo.jpg", "photo.jpg")
+    rt = client.app.state.runtime
+    rt.meta_cache.clear()  # what a meta TTL expiry would do
+
+    async def unavailable(asset_id):
+        raise StorageUnavailable("storage read failed: Input/output error")
+
+    monkeypatch.setattr(rt.storage, "head", unavailable)
+    if method == "PUT":
+        r = client.put("/v1/assets/new.jpg", content=image("photo.jpg"), headers=AUTH)
+    else:
+        r = client.get(path, headers=AUTH)
+
+    assert r.status_code == 503
+    assert r.headers["retry-after"].isdigit()
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json()["error"]["code"] == "storage_unavailable"
+
+
 def test_readyz_is_503_when_storage_does_not_answer_and_200_when_it_does(client, monkeypatch):
     rt = client.app.state.runtime
 
