@@ -42,7 +42,9 @@ def choose(
     if spec.fmt is not None and spec.fmt != "auto":
         return spec.fmt, False
     if spec.fmt is None:
-        if source in ("jpeg", "png", "gif"):
+        # An animated WebP stays WebP: SPEC's "other: png or jpeg" would silently drop the
+        # animation that anim's default promises to keep.
+        if source in ("jpeg", "png", "gif") or (source == "webp" and animate):
             return source, False
         return ("png" if alpha else "jpeg"), False
     types = accepted(accept)

@@ -969,3 +969,26 @@ def test_a_crop_starting_outside_the_image_is_a_400(uploaded):
     assert body["param"] == "crop"
     body = error(uploaded.get("/t/_/photo.jpg?crop=0,600,10,10"), 400)
     assert body["param"] == "crop"
+
+
+def test_an_animated_webp_stays_an_animated_webp_by_default(uploaded):
+    animated = uploaded.get("/t/_/anim.gif?fmt=webp").content
+    r = uploaded.put("/v1/assets/anim.webp", content=animated, headers=AUTH)
+    assert r.status_code == 201
+    out = uploaded.get("/t/_/anim.webp?w=60")
+    assert out.headers["content-type"] == "image/webp"
+    assert decode(out.content).get("n-pages") == 6
+
+
+def test_a_still_webp_defaults_to_jpeg_as_the_spec_says(uploaded):
+    still = uploaded.get("/t/_/photo.jpg?w=100&fmt=webp").content
+    assert uploaded.put("/v1/assets/still.webp", content=still, headers=AUTH).status_code == 201
+    assert uploaded.get("/t/_/still.webp").headers["content-type"] == "image/jpeg"
+
+
+def test_a_free_rotation_that_would_outgrow_the_output_limits_is_scaled_back(make_client):
+    client = make_client(max_output_side=300)
+    upload(client, "photo.jpg", "photo.jpg")
+    image = decode(client.get("/t/_/photo.jpg?w=300&rot=45").content)
+    assert max(image.width, image.height) <= 300
+    assert max(image.width, image.height) >= 298

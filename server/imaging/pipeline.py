@@ -277,7 +277,16 @@ def rotate_free(image: pyvips.Image, job: Job) -> pyvips.Image:
     if not angle:
         return image
     image, background = _with_background(image, job)
-    return image.rotate(angle, background=background)
+    image = image.rotate(angle, background=background)
+    # The turned image's bounding box can outgrow the output limits (8192 wide at 45
+    # degrees is 11585): scale it back inside them, as plan() does for everything else.
+    opts = job.options
+    fits = min(
+        1.0,
+        opts.max_side / max(image.width, image.height),
+        (opts.max_pixels / (image.width * image.height)) ** 0.5,
+    )
+    return image if fits >= 1.0 else image.resize(fits * (1 - 1e-6), kernel="lanczos3")
 
 
 def blur(image: pyvips.Image, job: Job) -> pyvips.Image:
