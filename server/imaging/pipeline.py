@@ -16,9 +16,11 @@ import pyvips
 from server.errors import ImgcdnError, InvalidParam
 from server.formats import ALPHA, ANIMATED
 from server.imaging import encode, geometry
+from server.imaging import watermark as wm
 from server.imaging.inspect import SourceInfo, header
 from server.imaging.options import RenderOptions
 from server.imaging.vips import Cancel
+from server.imaging.watermark import Watermark
 from server.spec import Format, TransformSpec
 
 
@@ -33,6 +35,8 @@ class Job:
     # The size resize() would see without shrink-on-load (upright, cropped, turned), so
     # libjpeg's rounding of the shrunk size (399 / 2 -> 199) cannot skew the aspect ratio.
     full_size: tuple[int, int] | None = None
+    watermark: Watermark | None = None
+    mark_source: bytes | None = None  # the watermark asset's bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ def render(
     fmt: Format,
     options: RenderOptions,
     cancel: Cancel,
+    watermark: Watermark | None = None,
+    mark_source: bytes | None = None,
 ) -> Rendered:
     animate = info.frames > 1 and spec.anim is not False and fmt in ANIMATED
     factor = _load_factor(info, spec, options, animate)
@@ -71,6 +77,8 @@ def render(
         options,
         shrink=image.width / stored_width,
         full_size=_full_size(info, spec) if factor > 1 else None,
+        watermark=watermark,
+        mark_source=mark_source,
     )
     try:
         if animate:
@@ -304,6 +312,13 @@ def sharpen(image: pyvips.Image, job: Job) -> pyvips.Image:
     return image if image.interpretation == before else image.colourspace(before)
 
 
+def watermark(image: pyvips.Image, job: Job) -> pyvips.Image:
+    # On the sized output, so the mark's scale and margin are in the pixels people see.
+    if job.watermark is None:
+        return image
+    return wm.apply(image, job.watermark, job.mark_source)
+
+
 def flatten(image: pyvips.Image, job: Job) -> pyvips.Image:
     if not image.hasalpha():
         return image
@@ -347,5 +362,6 @@ STEPS: tuple[Step, ...] = (
     rotate_free,
     blur,
     sharpen,
+    watermark,
     flatten,
 )
