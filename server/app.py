@@ -62,8 +62,19 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/t/{template}/{id:anypath}", delivery.deliver, methods=["GET", "HEAD"]),
+        Route("/v1/assets", admin.post_asset, methods=["POST"]),
+        Route("/v1/assets", admin.list_assets, methods=["GET", "HEAD"]),
+        # Before the plain asset routes: an id never ends in /original here.
+        Route("/v1/assets/{id:anypath}/original", admin.get_original, methods=["GET", "HEAD"]),
         Route("/v1/assets/{id:anypath}", admin.put_asset, methods=["PUT"]),
         Route("/v1/assets/{id:anypath}", admin.get_asset, methods=["GET", "HEAD"]),
+        Route("/v1/assets/{id:anypath}", admin.delete_asset, methods=["DELETE"]),
+        Route("/v1/templates", admin.list_templates, methods=["GET", "HEAD"]),
+        Route("/v1/templates/{name}", admin.put_template, methods=["PUT"]),
+        Route("/v1/templates/{name}", admin.get_template, methods=["GET", "HEAD"]),
+        Route("/v1/templates/{name}", admin.delete_template, methods=["DELETE"]),
+        Route("/v1/urls", admin.post_urls, methods=["POST"]),
+        Route("/v1/purge", admin.post_purge, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
     ]

@@ -22,6 +22,8 @@ class Variant:
     mime: str
     width: int
     height: int
+    asset_id: str = ""  # what purge matches on
+    template: str = "_"
 
 
 class VariantCache:
@@ -40,6 +42,18 @@ class VariantCache:
         # A variant larger than the whole cache would evict everything and then not fit.
         if self.max_bytes and len(variant.body) + 200 <= self.max_bytes:
             self._lru[key] = variant
+
+    def purge(self, asset_id: str | None = None, template: str | None = None) -> int:
+        """Drop every variant of an asset, or of a template; the number dropped."""
+        doomed = [
+            key
+            for key, v in self._lru.items()
+            if (asset_id is not None and v.asset_id == asset_id)
+            or (template is not None and v.template == template)
+        ]
+        for key in doomed:
+            self._lru.pop(key, None)
+        return len(doomed)
 
     @property
     def size(self) -> int:

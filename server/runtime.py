@@ -18,6 +18,7 @@ from server.settings import Settings
 from server.spec import Limits
 from server.storage.base import AssetMeta, Storage
 from server.storage.local import LocalStorage
+from server.templates import TemplateRegistry
 
 log = logging.getLogger("imgcdn")
 
@@ -29,6 +30,7 @@ class Runtime:
     pool: RenderPool
     admin_tokens: tuple[bytes, ...]
     variants: VariantCache
+    templates: TemplateRegistry
     flights: SingleFlight[Variant] = field(default_factory=SingleFlight)
     meta_cache: TTLCache[str, AssetMeta] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=2.0)
@@ -61,6 +63,7 @@ class Runtime:
             pool=RenderPool(settings.render_threads, settings.max_queue, settings.render_timeout_s),
             admin_tokens=tuple(t.encode() for t in tokens),
             variants=VariantCache(settings.memory_cache_bytes),
+            templates=TemplateRegistry(storage, settings.meta_ttl_s),
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )
 

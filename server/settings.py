@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 ShrinkRule = Literal["fast", "quality"]
+Unsigned = Literal["allow", "public-templates"]
 JpegPreset = Literal["fast", "balanced", "small"]
 
 
@@ -71,6 +72,28 @@ def _tokens(raw: str) -> tuple[str, ...]:
     return tokens
 
 
+def _keys(raw: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if any(len(k) < 32 for k in keys):
+        raise ValueError("every key must be at least 32 characters (use 32+ random bytes)")
+    return keys
+
+
+def _flag(raw: str) -> bool:
+    if raw not in ("0", "1", "true", "false"):
+        raise ValueError("must be 0 or 1")
+    return raw in ("1", "true")
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        bare = host.removeprefix("*.")
+        if not bare or "*" in bare or "/" in bare or ":" in bare:
+            raise ValueError(f"{host!r} is not a host name or *.domain")
+    return hosts
+
+
 def _path(raw: str) -> Path:
     if not raw:
         raise ValueError("must not be empty")
@@ -85,6 +108,11 @@ class Settings:
     data_dir: Path = Path("imgcdn-data")
     storage: str = "file"
     admin_tokens: tuple[str, ...] = ()
+    signing_keys: tuple[str, ...] = ()
+    unsigned: Unsigned | None = None  # None: allow without keys, else public-templates
+    allow_private_sources: bool = False
+    source_hosts: tuple[str, ...] = ()
+    source_timeout_s: float = 10.0
     max_source_bytes: int = 50 * MIB
     max_source_pixels: int = 100_000_000
     max_output_side: int = 8192
@@ -122,6 +150,12 @@ class Settings:
                 raise SettingsError(f"{shown}: {exc}") from None
         return cls(**values)
 
+    @property
+    def unsigned_policy(self) -> Unsigned:
+        if self.unsigned is not None:
+            return self.unsigned
+        return "public-templates" if self.signing_keys else "allow"
+
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
@@ -142,6 +176,33 @@ FIELDS: dict[str, FieldSpec] = {
         "comma-separated bearer tokens for /v1/ (>= 16 chars each); "
         "none: one is generated in <data dir>/admin-token",
         secret=True,
+    ),
+    "signing_keys": FieldSpec(
+        "IMGCDN_SIGNING_KEYS",
+        _keys,
+        "comma-separated URL signing secrets (>= 32 chars each); all verify, the last signs",
+        secret=True,
+    ),
+    "unsigned": FieldSpec(
+        "IMGCDN_UNSIGNED",
+        _choice("allow", "public-templates"),
+        "which unsigned URLs answer: allow (any) or public-templates (only public templates, "
+        "within their allow lists); default allow without signing keys, else public-templates",
+    ),
+    "allow_private_sources": FieldSpec(
+        "IMGCDN_ALLOW_PRIVATE_SOURCES",
+        _flag,
+        "1 lets source URLs reach loopback and private addresses: for tests only, never in "
+        "production (it turns off the SSRF protection)",
+    ),
+    "source_hosts": FieldSpec(
+        "IMGCDN_SOURCE_HOSTS",
+        _hosts,
+        "comma-separated hosts (or *.domain) source URLs may be fetched from; empty: any "
+        "public host",
+    ),
+    "source_timeout_s": FieldSpec(
+        "IMGCDN_SOURCE_TIMEOUT_S", _float(0.5, 120), "total deadline for fetching a source URL"
     ),
     "max_source_bytes": FieldSpec(
         "IMGCDN_MAX_SOURCE_BYTES", _int(1024, 2**40), "largest original accepted, in bytes"
@@ -181,7 +242,8 @@ FIELDS: dict[str, FieldSpec] = {
     "meta_ttl_s": FieldSpec(
         "IMGCDN_META_TTL_S",
         _float(0, 3600),
-        "seconds asset metadata is cached per process (other workers see a re-upload after it)",
+        "seconds asset metadata and templates are cached per process (other workers see a "
+        "change after it)",
     ),
     "shrink_on_load": FieldSpec(
         "IMGCDN_SHRINK_ON_LOAD",
@@ -234,6 +296,8 @@ def settings_table() -> str:
         default = getattr(defaults, name)
         if name == "render_threads":
             shown = "2 x cores"
+        elif name == "unsigned":
+            shown = "allow / public-templates"
         elif isinstance(default, tuple):
             shown = ",".join(default) or "(none)"
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
@@ -167,8 +167,8 @@ def validate_id(asset_id: str) -> str:
     return asset_id
 
 
-def parse_query(query: str, limits: Limits) -> TransformSpec:
-    """Parse a delivery query string. An unknown or repeated parameter is a 400 naming it."""
+def query_pairs(query: str) -> dict[str, str]:
+    """A query string as name -> value. An unknown or repeated parameter is a 400 naming it."""
     seen: dict[str, str] = {}
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False)
@@ -182,11 +182,24 @@ def parse_query(query: str, limits: Limits) -> TransformSpec:
         seen[name] = value
     if "sig" in seen and pairs[-1][0] != "sig":
         raise InvalidParam("sig", "sig must be the last parameter")
+    return seen
+
+
+def parse_params(params: Mapping[str, str], limits: Limits) -> TransformSpec:
+    """Validated parameters -> TransformSpec: the one parser for URLs and templates alike."""
     values: dict[str, object] = {}
-    for name, raw in seen.items():
-        values.update(_PARSERS[name](raw, limits))
+    for name, raw in params.items():
+        parser = _PARSERS.get(name)
+        if parser is None:
+            raise InvalidParam(name, f"unknown parameter {name!r}")
+        values.update(parser(raw, limits))
     spec = TransformSpec(**values)  # type: ignore[arg-type]  # keys come from _PARSERS
     return _check_output(spec, limits)
+
+
+def parse_query(query: str, limits: Limits) -> TransformSpec:
+    """Parse a delivery query string. An unknown or repeated parameter is a 400 naming it."""
+    return parse_params(query_pairs(query), limits)
 
 
 def _check_output(spec: TransformSpec, limits: Limits) -> TransformSpec:
@@ -294,3 +307,5 @@ _PARSERS: dict[str, Parser] = {
     "exp": lambda raw, lim: {"exp": _int_in("exp", raw, 0, 2**40)},
     "sig": lambda raw, lim: {"sig": _regex("sig", raw, _B64URL, "base64url")},
 }
+
+PARAM_NAMES: frozenset[str] = frozenset(_PARSERS)

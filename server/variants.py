@@ -1,9 +1,10 @@
-"""Variants: from (asset, spec, Accept) to encoded bytes, through the caches and one render.
+"""Variants: from (asset, template, spec, Accept) to encoded bytes, through the caches.
 
-The variant key is a hash of the asset id, the source etag and the canonical effective
-transform for the chosen format, so equal URLs share an entry, and a new upload or a new
-`v` is a new entry everywhere. The key is known before any source byte is read, which is
-what lets a revalidation answer 304 without fetching or rendering.
+The variant key hashes the asset id, the source etag, the template's name and version
+(and its watermark asset's etag), and the canonical effective transform for the chosen
+format. Equal URLs share an entry; a new upload, template version or `v` is a new entry
+everywhere. The key is known before any source byte is read, which is what lets a
+revalidation answer 304 without fetching or rendering.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from dataclasses import dataclass, field
 from server import formats
 from server.assets import get_meta
 from server.caching import Variant
-from server.errors import AssetNotFound
+from server.errors import AssetNotFound, ImgcdnError
 from server.imaging import pipeline
 from server.imaging.inspect import SourceInfo
 from server.imaging.vips import Cancel
 from server.runtime import Runtime
 from server.spec import Format, TransformSpec
 from server.storage.base import AssetMeta
+from server.templates import Template
 
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
     meta: AssetMeta
+    template: Template
+    mark: AssetMeta | None  # the template's watermark asset
     fmt: Format
     negotiated: bool
     key: str
@@ -49,14 +53,36 @@ def variant_key(asset_id: str, source_etag: str, canonical: str) -> str:
 
 
 async def resolve(
-    rt: Runtime, asset_id: str, spec: TransformSpec, accept: str, timings: Timings
+    rt: Runtime,
+    asset_id: str,
+    template: Template,
+    spec: TransformSpec,
+    accept: str,
+    timings: Timings,
 ) -> Resolved:
     started = time.perf_counter()
     meta = await get_meta(rt, asset_id)
+    mark = None
+    if template.watermark is not None and template.watermark.asset is not None:
+        try:
+            mark = await get_meta(rt, template.watermark.asset)
+        except AssetNotFound:
+            raise ImgcdnError(
+                f"template {template.name!r} names watermark asset "
+                f"{template.watermark.asset!r}, which does not exist"
+            ) from None
     timings.add("meta", started)
     kind = _source_info(meta).output_kind
     fmt, negotiated = formats.choose(spec, kind, meta.alpha, meta.frames, accept)
-    return Resolved(meta, fmt, negotiated, variant_key(asset_id, meta.etag, spec.canonical(fmt)))
+    canonical = "&".join(
+        [
+            f"t={template.name}@{template.version}",
+            f"wm={mark.etag if mark else '-'}",
+            spec.canonical(fmt),
+        ]
+    )
+    key = variant_key(asset_id, meta.etag, canonical)
+    return Resolved(meta, template, mark, fmt, negotiated, key)
 
 
 async def fetch(
@@ -75,26 +101,34 @@ async def fetch(
     return variant, "miss"
 
 
+async def _read(rt: Runtime, meta: AssetMeta) -> bytes:
+    try:
+        return await rt.storage.get(meta, rt.settings.max_source_bytes)
+    except AssetNotFound:
+        # Replaced between our metadata read and now: read the new metadata next time.
+        rt.meta_cache.pop(meta.id, None)
+        raise
+
+
 async def _render(
     rt: Runtime, resolved: Resolved, spec: TransformSpec, timings: Timings
 ) -> Variant:
     meta = resolved.meta
     started = time.perf_counter()
-    try:
-        data = await rt.storage.get(meta, rt.settings.max_source_bytes)
-    except AssetNotFound:
-        # Replaced between our metadata read and now: read the new metadata once more.
-        rt.meta_cache.pop(meta.id, None)
-        raise
+    data = await _read(rt, meta)
+    mark_source = await _read(rt, resolved.mark) if resolved.mark else None
     timings.add("fetch", started)
     info = _source_info(meta)
     options = rt.render_options
     queued = time.perf_counter()
+    watermark = resolved.template.watermark
 
     def job(cancel: Cancel) -> pipeline.Rendered:
         timings.add("queue", queued)
         began = time.perf_counter()
-        out = pipeline.render(data, info, spec, resolved.fmt, options, cancel)
+        out = pipeline.render(
+            data, info, spec, resolved.fmt, options, cancel, watermark, mark_source
+        )
         timings.add("render", began)
         return out
 
@@ -104,6 +138,8 @@ async def _render(
         mime=formats.MIME[resolved.fmt],
         width=rendered.width,
         height=rendered.height,
+        asset_id=meta.id,
+        template=resolved.template.name,
     )
 
 

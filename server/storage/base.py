@@ -48,5 +48,20 @@ class Storage(Protocol):
     async def delete(self, asset_id: str) -> bool:
         """Remove an asset; False when there was none (deleting is idempotent)."""
 
+    async def list_assets(self, prefix: str, after: str | None, limit: int) -> list[AssetMeta]:
+        """Up to `limit` assets whose id starts with `prefix`, in id order, after `after`."""
+
+    async def put_doc(self, kind: str, name: str, data: bytes) -> None:
+        """Store a small JSON document (a template) atomically."""
+
+    async def get_doc(self, kind: str, name: str) -> bytes | None:
+        """A stored document, or None."""
+
+    async def list_docs(self, kind: str) -> list[str]:
+        """The names of every document of `kind`, sorted."""
+
+    async def delete_doc(self, kind: str, name: str) -> bool:
+        """Remove a document; False when there was none."""
+
     async def ping(self) -> None:
         """Return when the backend can serve reads, or raise StorageUnavailable."""

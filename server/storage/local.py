@@ -88,6 +88,51 @@ class LocalStorage:
             folder.rmdir()
         return True
 
+    async def list_assets(self, prefix: str, after: str | None, limit: int) -> list[AssetMeta]:
+        return await asyncio.to_thread(self._list, prefix, after, limit)
+
+    def _list(self, prefix: str, after: str | None, limit: int) -> list[AssetMeta]:
+        # Ids are hashed on disk, so listing reads every meta.json: fine for the embedded
+        # default's scale; the S3 backend lists by key prefix instead.
+        found: list[AssetMeta] = []
+        for path in (self.root / "assets").glob("*/*/meta.json"):
+            try:
+                meta = AssetMeta.from_json(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                continue  # deleted while we looked
+            if meta.id.startswith(prefix) and (after is None or meta.id > after):
+                found.append(meta)
+        found.sort(key=lambda m: m.id)
+        return found[:limit]
+
+    def _doc(self, kind: str, name: str) -> Path:
+        # kind is ours and name a validated template name: both are safe file names.
+        return self.root / "docs" / kind / f"{name}.json"
+
+    async def put_doc(self, kind: str, name: str, data: bytes) -> None:
+        path = self._doc(kind, name)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_atomic_write, path, data)
+
+    async def get_doc(self, kind: str, name: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(self._doc(kind, name).read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
+
+    async def list_docs(self, kind: str) -> list[str]:
+        folder = self.root / "docs" / kind
+        names = await asyncio.to_thread(lambda: [p.stem for p in folder.glob("*.json")])
+        return sorted(names)
+
+    async def delete_doc(self, kind: str, name: str) -> bool:
+        path = self._doc(kind, name)
+        existed = await asyncio.to_thread(path.exists)
+        await asyncio.to_thread(path.unlink, True)
+        return existed
+
     async def ping(self) -> None:
         ok = await asyncio.to_thread(os.access, self.root / "assets", os.R_OK | os.W_OK)
         if not ok:

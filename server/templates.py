@@ -1,0 +1,255 @@
+"""Named templates: default params, what unsigned URLs may override, and a watermark.
+
+A template's params go through the same parser as URL params (spec.parse_params), so a
+value means the same in both places. Every change bumps `version`, and the variant key
+includes it: a new version never serves an old variant. Templates live in Storage (so
+replicas sharing a bucket share them) and are cached per process for IMGCDN_META_TTL_S.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from cachetools import TTLCache
+
+from server.errors import ImgcdnError, InvalidParam, NotFound
+from server.imaging import watermark as wm
+from server.spec import PARAM_NAMES, Limits, parse_params, validate_template_name
+from server.storage.base import Storage
+
+KIND = "templates"
+ALLOWABLE = PARAM_NAMES - {"sig", "exp"}
+NUMERIC = frozenset({"w", "h", "dpr", "q", "rot", "blur", "sharpen", "trim", "maxbytes"})
+MAX_CACHE_CONTROL = 256
+
+
+class InvalidTemplate(ImgcdnError):
+    status, code, report = 422, "invalid_template", False
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message, param=field_name)
+
+
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no template {name!r}", param="template")
+
+
+class ParamNotAllowed(ImgcdnError):
+    status, code, report = 403, "param_not_allowed", False
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message, param=name)
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """What an unsigned URL may set a parameter to: a range with a step, or a list."""
+
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    values: tuple[str, ...] | None = None
+
+    def check(self, name: str, raw: str) -> None:
+        if self.values is not None:
+            if raw not in self.values:
+                raise ParamNotAllowed(name, f"{name} must be one of {', '.join(self.values)}")
+            return
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ParamNotAllowed(name, f"{name} must be a number here") from None
+        lo = self.min if self.min is not None else float("-inf")
+        hi = self.max if self.max is not None else float("inf")
+        if not lo <= value <= hi:
+            raise ParamNotAllowed(name, f"{name} must be in {lo:g}..{hi:g}")
+        steps = (value - (self.min or 0)) / self.step if self.step else 0.0
+        if abs(steps - round(steps)) > 1e-9:
+            raise ParamNotAllowed(name, f"{name} must be a multiple of {self.step:g}")
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    allow: dict[str, Constraint | None] = field(default_factory=dict)
+    public: bool = False
+    cache_control: str | None = None
+    watermark: wm.Watermark | None = None
+    body: Any = None  # the PUT body as given: GET answers with what was PUT
+    version: int = 0
+    updated_at: str = ""
+
+    def check_allowed(self, url_params: dict[str, str]) -> None:
+        """An unsigned URL may only set what `allow` lists, within its constraints."""
+        for name, raw in url_params.items():
+            if name not in self.allow:
+                raise ParamNotAllowed(name, f"{name} cannot be set on an unsigned URL here")
+            constraint = self.allow[name]
+            if constraint is not None:
+                constraint.check(name, raw)
+
+    def to_json(self) -> dict[str, Any]:
+        body = self.body or {}
+        return {
+            "name": self.name,
+            "params": body.get("params") or {},
+            "allow": body.get("allow") or [],
+            "public": self.public,
+            "cache_control": self.cache_control,
+            "version": self.version,
+            "updated_at": self.updated_at,
+        }
+
+
+NO_TEMPLATE = Template(name="_")
+
+
+def parse_template(name: str, body: Any, limits: Limits, version: int) -> Template:
+    """A PUT body -> Template, or InvalidTemplate naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidTemplate("body", "a template is a JSON object")
+    unknown = set(body) - {"params", "allow", "public", "cache_control"}
+    if unknown:
+        raise InvalidTemplate(sorted(unknown)[0], f"unknown field {sorted(unknown)[0]!r}")
+    raw_params = body.get("params") or {}
+    if not isinstance(raw_params, dict):
+        raise InvalidTemplate("params", "params is an object of parameter -> value")
+    raw_wm = raw_params.get("wm")
+    params = {k: _scalar(f"params.{k}", v) for k, v in raw_params.items() if k != "wm"}
+    for forbidden in ("sig", "exp"):
+        if forbidden in params:
+            raise InvalidTemplate(f"params.{forbidden}", f"{forbidden} belongs on URLs only")
+    try:
+        parse_params(params, limits)
+        watermark = wm.parse(raw_wm) if raw_wm is not None else None
+    except InvalidParam as exc:
+        raise InvalidTemplate(f"params.{exc.param}", exc.message) from None
+    public = body.get("public", False)
+    if not isinstance(public, bool):
+        raise InvalidTemplate("public", "public is true or false")
+    return Template(
+        name=name,
+        params=params,
+        allow=_parse_allow(body.get("allow") or [], limits),
+        public=public,
+        cache_control=_cache_control(body.get("cache_control")),
+        watermark=watermark,
+        body=body,
+        version=version,
+        updated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+
+
+def _scalar(field_name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise InvalidTemplate(field_name, "a parameter value is a string or a number")
+
+
+def _parse_allow(raw: Any, limits: Limits) -> dict[str, Constraint | None]:
+    if isinstance(raw, list):
+        raw = {name: None for name in raw}
+    if not isinstance(raw, dict):
+        raise InvalidTemplate("allow", "allow is a list of names, or an object name -> constraint")
+    allow: dict[str, Constraint | None] = {}
+    for name, spec in raw.items():
+        where = f"allow.{name}"
+        if not isinstance(name, str) or name not in ALLOWABLE:
+            raise InvalidTemplate(where, f"{name!r} is not a parameter a URL can set")
+        if spec is None or spec is True:
+            allow[name] = None
+        elif isinstance(spec, list) and spec:
+            values = tuple(_scalar(where, v) for v in spec)
+            for value in values:
+                try:
+                    parse_params({name: value}, limits)
+                except InvalidParam as exc:
+                    raise InvalidTemplate(where, exc.message) from None
+            allow[name] = Constraint(values=values)
+        elif isinstance(spec, dict) and name in NUMERIC:
+            allow[name] = _range(where, spec)
+        else:
+            raise InvalidTemplate(
+                where, "a constraint is a list of values, or {min, max, step} for a number"
+            )
+    return allow
+
+
+def _range(where: str, spec: dict[str, Any]) -> Constraint:
+    if set(spec) - {"min", "max", "step"} or not spec:
+        raise InvalidTemplate(where, "a range has min, max and optional step")
+    for key, value in spec.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidTemplate(f"{where}.{key}", f"{key} must be a number")
+    lo, hi, step = spec.get("min"), spec.get("max"), spec.get("step")
+    if lo is not None and hi is not None and lo > hi:
+        raise InvalidTemplate(where, "min must not exceed max")
+    if step is not None and step <= 0:
+        raise InvalidTemplate(f"{where}.step", "step must be positive")
+    return Constraint(min=lo, max=hi, step=step)
+
+
+def _cache_control(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, str)
+        or not raw
+        or len(raw) > MAX_CACHE_CONTROL
+        or not raw.isascii()
+        or not raw.isprintable()
+    ):
+        raise InvalidTemplate("cache_control", "cache_control is a printable header value or null")
+    return raw
+
+
+class TemplateRegistry:
+    def __init__(self, storage: Storage, ttl_s: float) -> None:
+        self.storage = storage
+        self._cache: TTLCache[str, Template] = TTLCache(maxsize=1000, ttl=max(ttl_s, 1e-6))
+
+    async def get(self, name: str, limits: Limits) -> Template:
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        raw = await self.storage.get_doc(KIND, name)
+        if raw is None:
+            raise TemplateNotFound(name)
+        stored = orjson.loads(raw)
+        template = parse_template(name, stored["body"], limits, stored["version"])
+        template = replace(template, updated_at=stored["updated_at"])
+        self._cache[name] = template
+        return template
+
+    async def put(self, name: str, body: Any, limits: Limits) -> tuple[Template, bool]:
+        validate_template_name(name)
+        if name == "_":
+            raise InvalidTemplate("name", "_ means 'no template' and cannot be defined")
+        previous = await self.storage.get_doc(KIND, name)
+        version = orjson.loads(previous)["version"] + 1 if previous else 1
+        template = parse_template(name, body, limits, version)
+        doc = {"body": body, "version": version, "updated_at": template.updated_at}
+        await self.storage.put_doc(KIND, name, orjson.dumps(doc))
+        self._cache[name] = template
+        return template, previous is None
+
+    async def delete(self, name: str) -> bool:
+        self._cache.pop(name, None)
+        return await self.storage.delete_doc(KIND, name)
+
+    async def page(
+        self, after: str | None, limit: int, limits: Limits
+    ) -> tuple[list[Template], str | None]:
+        names = [n for n in await self.storage.list_docs(KIND) if after is None or n > after]
+        chosen = names[:limit]
+        items = [await self.get(n, limits) for n in chosen]
+        return items, (chosen[-1] if len(names) > limit else None)
