@@ -1,34 +1,23 @@
-"""`imgcdn serve | settings`: parse arguments, load settings, start uvicorn."""
+"""`imgcdn serve | sign | templates apply | upload | settings`: parse arguments, act."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from server.settings import Settings, SettingsError, settings_table
 
 log = logging.getLogger("imgcdn")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".heic", ".heif"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="imgcdn", description="image transform server")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    serve.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ["IMGCDN_CONFIG"]) if os.environ.get("IMGCDN_CONFIG") else None,
-        help="a file of IMGCDN_*=value lines (default: $IMGCDN_CONFIG)",
-    )
-    commands.add_parser("settings", help="print every setting as a Markdown table")
-    args = parser.parse_args(argv)
-
+    args = _parser().parse_args(argv)
     if args.command == "settings":
         print(settings_table())
         return 0
@@ -37,7 +26,65 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"imgcdn: {exc}", file=sys.stderr)
         return 2
-    return serve_forever(settings, args.host, args.port, args.workers, args.config)
+    if args.command == "serve":
+        return serve_forever(settings, args.host, args.port, args.workers, args.config)
+    if args.command == "sign":
+        return sign(settings, args.url, args.expires_in)
+    from server.client import ClientError
+
+    try:
+        if args.command == "templates":
+            return apply_templates(_client(settings, args), args.file)
+        return upload(_client(settings, args), args.paths, args.prefix)
+    except ClientError as exc:
+        print(f"imgcdn: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgcdn", description="image transform server")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ["IMGCDN_CONFIG"]) if os.environ.get("IMGCDN_CONFIG") else None,
+        help="a file of IMGCDN_*=value lines (default: $IMGCDN_CONFIG)",
+    )
+    remote = argparse.ArgumentParser(add_help=False, parents=[config])
+    remote.add_argument(
+        "--url",
+        default=os.environ.get("IMGCDN_URL", "http://127.0.0.1:8080"),
+        help="the server (default: $IMGCDN_URL or http://127.0.0.1:8080)",
+    )
+    remote.add_argument(
+        "--token",
+        default=os.environ.get("IMGCDN_TOKEN"),
+        help="admin token (default: $IMGCDN_TOKEN, the first of IMGCDN_ADMIN_TOKENS, "
+        "or <data dir>/admin-token)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server", parents=[config])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    sign_cmd = commands.add_parser(
+        "sign",
+        help="print a signed delivery URL (with the last IMGCDN_SIGNING_KEYS)",
+        parents=[config],
+    )
+    sign_cmd.add_argument("url", metavar="PATH?QUERY", help="e.g. '/t/_/photo.jpg?w=800'")
+    sign_cmd.add_argument("--expires-in", type=int, metavar="S", help="add exp: now + S seconds")
+    templates = commands.add_parser("templates", help="manage templates")
+    actions = templates.add_subparsers(dest="action", required=True)
+    apply = actions.add_parser(
+        "apply", help="create or update templates from a JSON/YAML file", parents=[remote]
+    )
+    apply.add_argument("file", type=Path, help="{name: {params, allow, public, cache_control}}")
+    up = commands.add_parser("upload", help="upload image files or folders", parents=[remote])
+    up.add_argument("paths", nargs="+", type=Path, metavar="DIR|FILE")
+    up.add_argument("--prefix", default="", help="id prefix, e.g. products/")
+    commands.add_parser("settings", help="print every setting as a Markdown table")
+    return parser
 
 
 def serve_forever(
@@ -52,10 +99,11 @@ def serve_forever(
     if not settings.admin_tokens:
         # Made here, once, before workers start: they only ever read it.
         admin_token_file(settings.data_dir)
-    log.warning(
-        "unsigned URLs are accepted: anyone can request any variant of any asset "
-        "(URL signing is not in this release yet)"
-    )
+    if settings.unsigned_policy == "allow":
+        log.warning(
+            "unsigned URLs are accepted: anyone can request any variant of any asset "
+            "(set IMGCDN_SIGNING_KEYS to require signatures)"
+        )
     if config is not None:
         os.environ["IMGCDN_CONFIG"] = str(config.resolve())
     log.info("imgcdn on http://%s:%d, data in %s", host, port, settings.data_dir.resolve())
@@ -71,3 +119,99 @@ def serve_forever(
         timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,
     )
     return 0
+
+
+def sign(settings: Settings, url: str, expires_in: int | None) -> int:
+    from server import urls
+
+    if not settings.signing_keys:
+        print("imgcdn: IMGCDN_SIGNING_KEYS is not set: nothing to sign with", file=sys.stderr)
+        return 2
+    if not url.startswith("/t/"):
+        print("imgcdn: give the path and query, e.g. '/t/_/photo.jpg?w=800'", file=sys.stderr)
+        return 2
+    if expires_in is not None and expires_in <= 0:
+        print("imgcdn: --expires-in must be positive", file=sys.stderr)
+        return 2
+    print(urls.finish(url, settings.signing_keys, expires_in)[0])
+    return 0
+
+
+def _client(settings: Settings, args: argparse.Namespace) -> Any:
+    from server.client import AdminClient, ClientError
+    from server.runtime import read_admin_token
+
+    token = args.token or (settings.admin_tokens[0] if settings.admin_tokens else None)
+    if token is None:
+        token = read_admin_token(settings.data_dir)
+        if token is None:
+            raise ClientError("no admin token: pass --token or set IMGCDN_TOKEN")
+    return AdminClient(args.url, token)
+
+
+def apply_templates(client: Any, path: Path) -> int:
+    """PUT every template in the file whose content differs from the server's: running it
+    twice changes nothing, so template versions (and variant keys) only move on real edits."""
+    from server.client import ClientError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ClientError(f"{path}: {exc.strerror}") from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        document = yaml.safe_load(text)
+    else:
+        document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ClientError(f"{path}: expected an object of template name -> template")
+    for name, body in document.items():
+        current = client.get_template(name)
+        if current is not None and _same(current, body):
+            print(f"{name}: unchanged (version {current['version']})")
+            continue
+        result = client.put_template(name, body)
+        print(
+            f"{name}: {'created' if current is None else 'updated'} (version {result['version']})"
+        )
+    return 0
+
+
+def _same(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    fields = {"params": {}, "allow": [], "public": False, "cache_control": None}
+    return all(current.get(k, d) == (wanted.get(k, d) or d) for k, d in fields.items())
+
+
+def upload(client: Any, paths: list[Path], prefix: str) -> int:
+    from server.client import ClientError
+
+    files: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if found.is_file() and found.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append((found, found.relative_to(path).as_posix()))
+        elif path.is_file():
+            files.append((path, path.name))
+        else:
+            print(f"imgcdn: {path}: no such file or folder", file=sys.stderr)
+            return 2
+    failed = 0
+    for number, (path, relative) in enumerate(files, 1):
+        _progress(number, len(files), relative)
+        try:
+            client.put_asset(prefix + relative, path.read_bytes())
+        except (ClientError, OSError) as exc:  # report each failure, keep uploading
+            failed += 1
+            print(f"\nimgcdn: {relative}: {exc}", file=sys.stderr)
+    print(f"\n{len(files) - failed} uploaded, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _progress(done: int, total: int, name: str) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    bar = "#" * filled + "." * (width - filled)
+    sys.stderr.write(f"\r[{bar}] {done}/{total} {name[-40:]:<40}")
+    sys.stderr.flush()

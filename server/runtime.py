@@ -68,6 +68,14 @@ class Runtime:
         )
 
 
+def read_admin_token(data_dir: Path) -> str | None:
+    """The generated admin token, if the server made one (for the CLI)."""
+    try:
+        return (data_dir / "admin-token").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
 def admin_token_file(data_dir: Path) -> str:
     """The generated admin token: created once (mode 0600), then read. Never logged."""
     path = data_dir / "admin-token"

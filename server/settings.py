@@ -135,7 +135,12 @@ class Settings:
         if config_file is not None:
             raw.update(_read_config(config_file))
         raw.update({k: v for k, v in environ.items() if k.startswith("IMGCDN_")})
-        known = {spec.env for spec in FIELDS.values()} | {"IMGCDN_CONFIG"}
+        # The CLI's own variables (config file, server URL, admin token) are not settings.
+        known = {spec.env for spec in FIELDS.values()} | {
+            "IMGCDN_CONFIG",
+            "IMGCDN_URL",
+            "IMGCDN_TOKEN",
+        }
         unknown = sorted(set(raw) - known)
         if unknown:
             raise SettingsError(f"{unknown[0]}: unknown setting (see `imgcdn settings`)")
