@@ -93,3 +93,26 @@ class StorageUnavailable(ImgcdnError):
 
 class RenderTimeout(ImgcdnError):
     status, code = 504, "render_timeout"
+
+
+class InvalidUrl(BadRequest):
+    code = "invalid_url"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="url")
+
+
+class SourceForbidden(ImgcdnError):
+    status, code, report = 403, "source_forbidden", False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="url")
+
+
+class SourceFetchFailed(ImgcdnError):
+    """The remote source could not be fetched: it is the client's URL, so a 4xx, not a 503."""
+
+    status, code, report = 422, "source_fetch_failed", False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="url")

@@ -3,11 +3,63 @@
 Only http(s); a total deadline; a byte cap checked against Content-Length and while
 streaming; at most 3 redirects; every address checked where the connection is made (after
 DNS resolution, and again on every redirect), so no DNS trick reaches an internal address.
+
+Two checks, because aiohttp's connector has two paths to an address:
+- a host that is an IP literal (any form a resolver would accept: `127.0.0.1`, `2130706433`,
+  `0x7f000001`, `0177.0.0.1`, `127.1`, `[::ffff:127.0.0.1]`, ...) is parsed and checked by
+  `check_url` before any session exists; aiohttp would not ask a resolver about it;
+- a host name goes through `_PublicResolver`, which drops every non-public address from the
+  answer the connector then connects to, so there is no window between check and connect.
+Non-public: not global, loopback, private, link-local, site-local, unique-local, CGNAT,
+multicast, reserved, unspecified, cloud metadata, and IPv6 addresses embedding such an IPv4
+address (mapped, compatible, translated, 6to4, Teredo, NAT64). `allowed_hosts` narrows the
+hosts further; it never lets a non-public address through. Only `allow_private` (tests)
+skips the address check.
+
+Failures, all with `param="url"`:
+- 400 `invalid_url`: not http(s), no host, credentials in the URL, too long, bad host;
+- 403 `source_forbidden`: host not in the allow-list, or a non-public address;
+- 413 `source_too_large`: Content-Length or the streamed body over `max_bytes`;
+- 422 `source_fetch_failed`: the origin answered >= 300 without a usable redirect, more than
+  `max_redirects` redirects, the host does not resolve, the connection failed, or the
+  deadline passed. The source is the client's choice, so its failures are client errors:
+  not a 5xx, and not retried. Messages name the kind of address, never a resolved one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import re
+import socket
 from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from server.errors import InvalidUrl, SourceFetchFailed, SourceForbidden, TooLarge
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_URL_LENGTH = 2048
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+HEADERS = {"User-Agent": "imgcdn", "Accept": "image/*, */*;q=0.5", "Accept-Encoding": "identity"}
+CHUNK = 64 * 1024
+
+METADATA = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+)
+CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
+# WHATWG URL: a host whose last label is a number is an IPv4 address, in any legacy form.
+NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,4 +73,241 @@ class FetchPolicy:
 
 async def fetch(url: str, policy: FetchPolicy) -> tuple[bytes, str | None]:
     """The body at `url` and its Content-Type, or an ImgcdnError naming why not."""
-    raise NotImplementedError
+    target = check_url(url, policy)
+    resolver = _PublicResolver(policy.allow_private)
+    try:
+        async with asyncio.timeout(policy.timeout_s), _session(policy, resolver) as session:
+            return await _follow(session, target, policy)
+    except TimeoutError as exc:
+        raise SourceFetchFailed(f"source did not answer within {policy.timeout_s:g} s") from exc
+    except aiohttp.ClientConnectorError as exc:
+        if resolver.refused is not None:
+            raise SourceForbidden(f"{exc.host} resolves to {resolver.refused}") from exc
+        if isinstance(exc.os_error, socket.gaierror):
+            raise SourceFetchFailed(f"{exc.host} does not resolve") from exc
+        raise SourceFetchFailed(f"could not connect to {exc.host}:{exc.port}") from exc
+    except aiohttp.InvalidURL as exc:
+        raise InvalidUrl("url is not a valid http(s) URL") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise SourceFetchFailed("source body was cut short or malformed") from exc
+    except aiohttp.ClientError as exc:
+        raise SourceFetchFailed("connection to source failed") from exc
+    finally:
+        await resolver.close()
+
+
+def check_url(url: str, policy: FetchPolicy, *, where: str = "url") -> URL:
+    """`url` parsed, if its scheme, host, allow-list and (literal) address pass `policy`.
+
+    Host names are checked again after resolution, by the resolver `fetch` connects through.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidUrl(f"{where} is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise InvalidUrl(f"{where} is not a valid URL") from exc
+    return _check_parsed(parsed, policy, where)
+
+
+def _check_parsed(url: URL, policy: FetchPolicy, where: str) -> URL:
+    if url.scheme not in ("http", "https"):
+        raise InvalidUrl(f"{where} must be http or https, got {url.scheme or 'no'} scheme")
+    if url.raw_user is not None or url.raw_password is not None:
+        raise InvalidUrl(f"{where} must not carry credentials")
+    host = (url.raw_host or "").lower()
+    if not host:
+        raise InvalidUrl(f"{where} has no host")
+    address = _literal_address(host, where)
+    if address is None and not HOST_NAME.fullmatch(host):
+        raise InvalidUrl(f"{where} host is not a valid host name or IP address")
+    if policy.allowed_hosts and not host_allowed(host, policy.allowed_hosts):
+        raise SourceForbidden(f"{where} host {host!r} is not in the allowed hosts")
+    if address is not None and not policy.allow_private:
+        kind = refusal(address)
+        if kind is not None:
+            raise SourceForbidden(f"{where} host is {kind}")
+    return url.with_fragment(None)
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Whether `host` is one of `allowed`: exact names, or `*.example.com` for subdomains."""
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.lower().rstrip(".")
+        if entry.startswith("*."):
+            if host.endswith(entry[1:]) and len(host) > len(entry) - 1:
+                return True
+        elif host == entry:
+            return True
+    return False
+
+
+def refusal(address: IPAddress) -> str | None:
+    """What kind of non-public address `address` is ("a loopback address"), or None."""
+    if isinstance(address, ipaddress.IPv6Address):
+        for embedded in _embedded_ipv4(address):
+            kind = refusal(embedded)
+            if kind is not None:
+                return kind
+    if address in METADATA:
+        return "a cloud metadata address"
+    v6 = isinstance(address, ipaddress.IPv6Address)
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    kinds: tuple[tuple[str, bool], ...] = (
+        ("an unspecified address", address.is_unspecified),
+        ("a loopback address", address.is_loopback),
+        ("a link-local address", address.is_link_local),
+        ("a carrier-grade NAT address", not v6 and address in CGNAT),
+        ("a multicast address", address.is_multicast),
+        ("a site-local address", site_local),
+        ("a unique-local address", v6 and address in UNIQUE_LOCAL),
+        ("a reserved address", address.is_reserved),
+        ("a private address", address.is_private),
+        ("a non-public address", not address.is_global),
+    )
+    for kind, matches in kinds:
+        if matches:
+            return kind
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a packet to `address` may end up at (mapped, 6to4, Teredo, NAT64)."""
+    found = [v4 for v4 in (address.ipv4_mapped, address.sixtofour) if v4 is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    # :: and ::1 are themselves, not IPv4-compatible forms of 0.0.0.0 and 0.0.0.1.
+    low32 = (NAT64, IPV4_COMPATIBLE, IPV4_TRANSLATED)
+    if int(address) > 1 and any(address in net for net in low32):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def _literal_address(host: str, where: str) -> IPAddress | None:
+    """`host` as an IP address if it is one in any form a resolver accepts, else None."""
+    if ":" in host:
+        if "%" in host:  # zone ids only make sense for link-local addresses
+            raise InvalidUrl(f"{where} host must not carry an IPv6 zone id")
+        try:
+            return ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise InvalidUrl(f"{where} host is not a valid IPv6 address") from exc
+    labels = host.split(".")
+    if labels[-1] == "" and len(labels) > 1:
+        labels.pop()
+    if not NUMERIC_LABEL.fullmatch(labels[-1]):
+        return None
+    try:
+        return ipaddress.IPv4Address(_legacy_ipv4(labels))
+    except ValueError as exc:
+        raise InvalidUrl(f"{where} host is not a valid IPv4 address") from exc
+
+
+def _legacy_ipv4(labels: list[str]) -> int:
+    """The address inet_aton reads from `labels`: decimal, 0x hex or 0 octal; 1 to 4 parts."""
+    if len(labels) > 4:
+        raise ValueError("more than 4 parts")
+    parts = []
+    for label in labels:
+        if not NUMERIC_LABEL.fullmatch(label):
+            raise ValueError(f"not a number: {label!r}")
+        if label.startswith("0x"):
+            parts.append(int(label[2:] or "0", 16))
+        elif len(label) > 1 and label.startswith("0"):
+            parts.append(int(label, 8))
+        else:
+            parts.append(int(label))
+    *head, last = parts
+    if any(p > 255 for p in head) or last >= 256 ** (4 - len(head)):
+        raise ValueError("part out of range")
+    value = last
+    for i, part in enumerate(head):
+        value += part << (8 * (3 - i))
+    return value
+
+
+class _PublicResolver(AbstractResolver):
+    """The default resolver, minus every address `refusal` names (unless allow_private)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._inner: AbstractResolver | None = None
+        self.refused: str | None = None  # why the last answer was refused whole, for the error
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = DefaultResolver()
+        results = await self._inner.resolve(host, port, family)
+        self.refused = None
+        if self._allow_private:
+            return results
+        public, refused = [], None
+        for result in results:
+            try:
+                kind = refusal(ipaddress.ip_address(result["host"]))
+            except ValueError:
+                kind = "an unparseable address"
+            if kind is None:
+                public.append(result)
+            else:
+                refused = kind
+        if not public:
+            # An OSError is what the connector expects from a resolver; fetch() reads
+            # `refused` to tell this apart from a name that does not resolve.
+            self.refused = refused
+            raise OSError(f"{host} resolves to {refused or 'no address'}")
+        return public
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+def _session(policy: FetchPolicy, resolver: AbstractResolver) -> aiohttp.ClientSession:
+    """The one place a connection can come from (tests replace it to prove none is made)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True),
+        timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
+        headers=HEADERS,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,  # no proxies from the environment: they would connect for us
+        auto_decompress=False,  # the byte cap counts the bytes that came over the wire
+    )
+
+
+async def _follow(
+    session: aiohttp.ClientSession, url: URL, policy: FetchPolicy
+) -> tuple[bytes, str | None]:
+    for _ in range(policy.max_redirects + 1):
+        async with session.get(url, allow_redirects=False) as response:
+            if response.status in REDIRECT_STATUSES:
+                location = response.headers.get("Location")
+                if not location:
+                    raise SourceFetchFailed(f"source answered {response.status} without Location")
+                try:
+                    next_url = url.join(URL(location))
+                except ValueError as exc:
+                    raise InvalidUrl("source redirects to an invalid URL") from exc
+                url = _check_parsed(next_url, policy, "redirect target")
+                continue
+            if not 200 <= response.status < 300:
+                raise SourceFetchFailed(f"source answered HTTP {response.status}")
+            body = await _read_capped(response, policy.max_bytes)
+            content_type = response.content_type if "Content-Type" in response.headers else None
+            return body, content_type
+    raise SourceFetchFailed(f"source redirects more than {policy.max_redirects} times")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    too_large = f"source is larger than {max_bytes} bytes"
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise TooLarge(too_large, param="url")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) > max_bytes:
+            raise TooLarge(too_large, param="url")
+    return bytes(body)

@@ -1,0 +1,441 @@
+"""Remote sources: real fetches from a local origin, and SSRF refusals made before connecting.
+
+Traffic only ever goes to 127.0.0.1 (or ::1). Every non-loopback address below is refused
+before a session exists, which the `no_session` guard turns into a test failure if not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from server import remote
+from server.errors import ImgcdnError
+from server.remote import FetchPolicy, check_url, fetch, host_allowed
+
+PHOTO = (Path(__file__).parent / "images" / "photo.jpg").read_bytes()
+BIG = 200_000
+CAP = 100_000
+OPEN = FetchPolicy(max_bytes=1_000_000, timeout_s=5, allow_private=True)
+CLOSED = FetchPolicy(max_bytes=1_000_000, timeout_s=5)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Origin
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        self.server.requests.append((url.path, dict(self.headers)))
+        with contextlib.suppress(ConnectionError):  # clients may leave early: that's the point
+            self.route(url.path, parse_qs(url.query))
+
+    def route(self, path: str, query: dict[str, list[str]]) -> None:
+        if path == "/photo.jpg":
+            self.reply(200, PHOTO, "image/jpeg")
+        elif path == "/big":
+            self.reply(200, b"x" * BIG, "image/jpeg")
+        elif path == "/claims-big":  # says 1 GB, sends 10 bytes: only the header can refuse it
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.close_connection = True
+        elif path == "/chunked":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(BIG // 10_000):
+                self.wfile.write(b"2710\r\n" + b"x" * 10_000 + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/close":  # no Content-Length, no Content-Type: the body ends at close
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"x" * int(query["n"][0]))
+            self.close_connection = True
+        elif path == "/lying":  # Content-Length under the cap, body over it, in one write
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n"
+            self.wfile.write(head + b"x" * BIG)
+            self.close_connection = True
+        elif path.startswith("/redirect/"):
+            hops = int(path.rsplit("/", 1)[1])
+            if hops == 0:
+                self.reply(200, PHOTO, "image/jpeg")
+            elif hops % 2:  # alternate absolute and relative Locations
+                self.redirect(f"http://127.0.0.1:{self.server.server_port}/redirect/{hops - 1}")
+            else:
+                self.redirect(str(hops - 1))
+        elif path == "/to":
+            self.redirect(query["loc"][0], cookie=True)
+        elif path == "/no-location":
+            self.reply(302, b"", None)
+        elif path == "/slow":
+            self.server.release.wait(timeout=30)
+            self.reply(200, PHOTO, "image/jpeg")
+        else:
+            self.reply(404, b"not found", "text/plain")
+
+    def reply(self, status: int, body: bytes, content_type: str | None) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def redirect(self, location: str, cookie: bool = False) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        if cookie:
+            self.send_header("Set-Cookie", "session=secret; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class Origin(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.release = threading.Event()
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.url = f"http://127.0.0.1:{self.server_port}"
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[Origin]:
+    server = Origin()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+class Listener:
+    """Listening sockets on 127.0.0.1 (and ::1) at one port, counting the connections made.
+
+    Nothing accepts while a test runs: a completed handshake waits in the backlog, where
+    `connections()` finds it afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.sockets = [socket.create_server(("127.0.0.1", 0))]
+        self.port = self.sockets[0].getsockname()[1]
+        with contextlib.suppress(OSError):
+            self.sockets.append(socket.create_server(("::1", self.port), family=socket.AF_INET6))
+        for sock in self.sockets:
+            sock.setblocking(False)
+
+    def connections(self) -> int:
+        count = 0
+        for sock in self.sockets:
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    break
+                conn.close()
+                count += 1
+        return count
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    counter = Listener()
+    yield counter
+    for sock in counter.sockets:
+        sock.close()
+
+
+@pytest.fixture
+def no_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if fetch() gets as far as opening a session (the only way to connect)."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("fetch() opened a session: a connection could have been made")
+
+    monkeypatch.setattr(remote, "_session", refuse)
+
+
+def refused(url: str, policy: FetchPolicy = CLOSED) -> ImgcdnError:
+    with pytest.raises(ImgcdnError) as info:
+        asyncio.run(fetch(url, policy))
+    return info.value
+
+
+# -- fetching, with allow_private for the loopback origin ------------------------------------
+
+
+def test_a_source_comes_back_with_its_bytes_and_content_type(origin: Origin) -> None:
+    assert asyncio.run(fetch(f"{origin.url}/photo.jpg", OPEN)) == (PHOTO, "image/jpeg")
+
+
+def test_requests_say_imgcdn_ask_for_identity_and_carry_no_cookies(origin: Origin) -> None:
+    location = f"{origin.url}/photo.jpg"
+    asyncio.run(fetch(f"{origin.url}/to?loc={location}", OPEN))
+    (_, first), (_, second) = origin.requests[-2:]
+    for headers in (first, second):
+        assert headers["User-Agent"] == "imgcdn"
+        assert headers["Accept-Encoding"] == "identity"
+    assert "Cookie" not in second  # the redirect set one
+
+
+def test_proxies_from_the_environment_are_ignored(
+    origin: Origin, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = f"http://127.0.0.1:{listener.port}"
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    assert asyncio.run(fetch(f"{origin.url}/photo.jpg", OPEN))[0] == PHOTO
+    assert listener.connections() == 0
+
+
+def test_a_content_length_over_the_cap_is_413_before_the_body_is_read(origin: Origin) -> None:
+    error = refused(f"{origin.url}/claims-big", OPEN)
+    assert (error.status, error.code) == (413, "source_too_large")
+
+
+@pytest.mark.parametrize("path", ["/big", "/chunked", f"/close?n={BIG}"])
+def test_a_body_over_the_cap_is_413_however_it_is_framed(origin: Origin, path: str) -> None:
+    error = refused(f"{origin.url}{path}", FetchPolicy(max_bytes=CAP, allow_private=True))
+    assert (error.status, error.code) == (413, "source_too_large")
+    assert str(CAP) in error.message
+
+
+def test_a_body_exactly_at_the_cap_is_fetched(origin: Origin) -> None:
+    policy = FetchPolicy(max_bytes=CAP, allow_private=True)
+    assert asyncio.run(fetch(f"{origin.url}/close?n={CAP}", policy)) == (b"x" * CAP, None)
+
+
+def test_a_body_longer_than_its_content_length_is_422(origin: Origin) -> None:
+    error = refused(f"{origin.url}/lying", FetchPolicy(max_bytes=CAP, allow_private=True))
+    assert (error.status, error.code) == (422, "source_fetch_failed")
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3])
+def test_up_to_three_redirects_are_followed(origin: Origin, hops: int) -> None:
+    assert asyncio.run(fetch(f"{origin.url}/redirect/{hops}", OPEN))[0] == PHOTO
+
+
+def test_a_fourth_redirect_is_422(origin: Origin) -> None:
+    error = refused(f"{origin.url}/redirect/4", OPEN)
+    assert (error.status, error.code) == (422, "source_fetch_failed")
+    assert error.message == "source redirects more than 3 times"
+
+
+def test_a_redirect_without_location_is_422(origin: Origin) -> None:
+    error = refused(f"{origin.url}/no-location", OPEN)
+    assert (error.status, error.code) == (422, "source_fetch_failed")
+
+
+def test_an_origin_404_is_422_naming_the_status(origin: Origin) -> None:
+    error = refused(f"{origin.url}/missing", OPEN)
+    assert (error.status, error.code, error.param) == (422, "source_fetch_failed", "url")
+    assert "404" in error.message
+
+
+def test_a_source_that_does_not_answer_in_time_is_422(origin: Origin) -> None:
+    origin.release.clear()
+    try:
+        started = time.monotonic()
+        error = refused(f"{origin.url}/slow", FetchPolicy(1000, timeout_s=0.3, allow_private=True))
+        assert time.monotonic() - started < 3
+    finally:
+        origin.release.set()
+    assert (error.status, error.code) == (422, "source_fetch_failed")
+    assert "0.3 s" in error.message
+
+
+def test_a_closed_port_is_422(listener: Listener) -> None:
+    port = listener.port
+    for sock in listener.sockets:
+        sock.close()
+    error = refused(f"http://127.0.0.1:{port}/", OPEN)
+    assert (error.status, error.code) == (422, "source_fetch_failed")
+
+
+# -- SSRF: refused, and never connected to -----------------------------------------------------
+
+LOOPBACK_FORMS = [
+    "127.0.0.1",
+    "localhost",
+    "2130706433",
+    "0x7f000001",
+    "0177.0.0.1",
+    "127.1",
+    "127.0.0.1.",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "0.0.0.0",  # noqa: S104 -- a URL host under test, nothing binds to it
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_FORMS)
+def test_every_loopback_form_is_403_without_a_connection(listener: Listener, host: str) -> None:
+    error = refused(f"http://{host}:{listener.port}/photo.jpg")
+    assert (error.status, error.code, error.param) == (403, "source_forbidden", "url")
+    assert "127.0.0.1" not in error.message
+    assert listener.connections() == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("10.0.0.1", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "metadata"),
+        ("[fd00:ec2::254]", "metadata"),
+        ("100.64.0.1", "carrier-grade NAT"),
+        ("[fd00::1]", "unique-local"),
+        ("[fe80::1]", "link-local"),
+        ("[fec0::1]", "site-local"),
+        ("224.0.0.1", "multicast"),
+        ("[ff02::1]", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("255.255.255.255", "reserved"),
+        ("[::ffff:10.0.0.1]", "private"),
+        ("[::ffff:a9fe:a9fe]", "metadata"),
+        ("[2002:7f00:1::]", "loopback"),
+        ("[2002:a00:1::]", "private"),
+        ("[64:ff9b::7f00:1]", "loopback"),
+        ("[64:ff9b::a9fe:a9fe]", "metadata"),
+        ("[2001:0:4136:e378:8000:63bf:80ff:fffe]", "loopback"),  # Teredo client 127.0.0.1
+        ("012.0.0.1", "private"),  # octal 10.0.0.1
+        ("0xa9.0xfe.0xa9.0xfe", "metadata"),
+        ("2852039166", "metadata"),
+        ("0x0a000001", "private"),
+    ],
+)
+def test_non_public_addresses_are_403_naming_the_kind_before_any_session(
+    no_session: None, host: str, kind: str
+) -> None:
+    error = refused(f"http://{host}/latest/meta-data/")
+    assert (error.status, error.code) == (403, "source_forbidden")
+    assert kind in error.message
+
+
+def test_allow_private_is_off_by_default() -> None:
+    assert FetchPolicy(max_bytes=1).allow_private is False
+
+
+def test_a_redirect_to_a_non_public_address_is_403(
+    origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Let the origin's own address count as public: the policy stays the production one.
+    real = remote.refusal
+    origin_address = ipaddress.ip_address("127.0.0.1")
+    monkeypatch.setattr(remote, "refusal", lambda a: None if a == origin_address else real(a))
+    assert asyncio.run(fetch(f"{origin.url}/photo.jpg", CLOSED))[0] == PHOTO
+    error = refused(f"{origin.url}/to?loc=http://0x7f000002:{origin.server_port}/photo.jpg")
+    assert (error.status, error.code) == (403, "source_forbidden")
+    assert error.message == "redirect target host is a loopback address"
+
+
+def test_a_redirect_is_checked_against_the_allowed_hosts(origin: Origin) -> None:
+    policy = FetchPolicy(1_000_000, timeout_s=5, allowed_hosts=("127.0.0.1",), allow_private=True)
+    error = refused(f"{origin.url}/to?loc=http://10.0.0.1/latest/meta-data/", policy)
+    assert (error.status, error.code) == (403, "source_forbidden")
+    assert "redirect target" in error.message and "allowed hosts" in error.message
+
+
+@pytest.mark.parametrize(
+    "location", ["ftp://example.com/a.jpg", "file:///etc/passwd", "http://user:pw@example.com/"]
+)
+def test_a_redirect_to_a_bad_url_is_400(origin: Origin, location: str) -> None:
+    error = refused(f"{origin.url}/to?loc={location}", OPEN)
+    assert (error.status, error.code) == (400, "invalid_url")
+    assert error.message.startswith("redirect target")
+
+
+# -- URL shape and allow-list --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/a.jpg",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "javascript:alert(1)",
+        "//example.com/a.jpg",
+        "http://user:pw@example.com/a.jpg",
+        "http://user@example.com/a.jpg",
+        "http:///a.jpg",
+        "http://exa mple.com/",
+        "http://256.0.0.1/",
+        "http://1.2.3.4.5/",
+        "http://[fe80::1%25eth0]/",
+        "http://example.com/" + "a" * 2048,
+    ],
+)
+def test_malformed_or_non_http_urls_are_400(no_session: None, url: str) -> None:
+    error = refused(url)
+    assert (error.status, error.code, error.param) == (400, "invalid_url", "url")
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("img.example.com", ("img.example.com",)),
+        ("IMG.Example.com.", ("img.example.com",)),
+        ("a.example.com", ("*.example.com",)),
+        ("a.b.example.com", ("other.org", "*.example.com")),
+    ],
+)
+def test_allowed_hosts_match_exact_names_and_subdomain_wildcards(
+    host: str, allowed: tuple[str, ...]
+) -> None:
+    assert host_allowed(host, allowed)
+    check_url(f"https://{host}/a.jpg", FetchPolicy(1, allowed_hosts=allowed))
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("example.com", ("*.example.com",)),
+        ("badexample.com", ("*.example.com",)),
+        ("example.com.evil.org", ("example.com",)),
+        ("img.example.com", ("example.com",)),
+    ],
+)
+def test_hosts_outside_the_allow_list_are_403(
+    no_session: None, host: str, allowed: tuple[str, ...]
+) -> None:
+    error = refused(f"https://{host}/a.jpg", FetchPolicy(1, allowed_hosts=allowed))
+    assert (error.status, error.code) == (403, "source_forbidden")
+
+
+def test_an_allowed_host_is_fetched_and_others_are_not(origin: Origin) -> None:
+    policy = FetchPolicy(1_000_000, timeout_s=5, allowed_hosts=("localhost",), allow_private=True)
+    url = f"http://localhost:{origin.server_port}/photo.jpg"
+    assert asyncio.run(fetch(url, policy))[0] == PHOTO
+    assert refused(f"{origin.url}/photo.jpg", policy).status == 403
+
+
+def test_an_allowed_host_still_may_not_be_a_private_address(listener: Listener) -> None:
+    error = refused(
+        f"http://localhost:{listener.port}/", FetchPolicy(1, allowed_hosts=("localhost",))
+    )
+    assert (error.status, error.code) == (403, "source_forbidden")
+    assert listener.connections() == 0
