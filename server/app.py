@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
 from server.json import error_response
-from server.routes import admin, delivery, health
+from server.routes import assets, delivery, health, templates, urls
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -62,19 +62,19 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/t/{template}/{id:anypath}", delivery.deliver, methods=["GET", "HEAD"]),
-        Route("/v1/assets", admin.post_asset, methods=["POST"]),
-        Route("/v1/assets", admin.list_assets, methods=["GET", "HEAD"]),
+        Route("/v1/assets", assets.post_asset, methods=["POST"]),
+        Route("/v1/assets", assets.list_assets, methods=["GET", "HEAD"]),
         # Before the plain asset routes: an id never ends in /original here.
-        Route("/v1/assets/{id:anypath}/original", admin.get_original, methods=["GET", "HEAD"]),
-        Route("/v1/assets/{id:anypath}", admin.put_asset, methods=["PUT"]),
-        Route("/v1/assets/{id:anypath}", admin.get_asset, methods=["GET", "HEAD"]),
-        Route("/v1/assets/{id:anypath}", admin.delete_asset, methods=["DELETE"]),
-        Route("/v1/templates", admin.list_templates, methods=["GET", "HEAD"]),
-        Route("/v1/templates/{name}", admin.put_template, methods=["PUT"]),
-        Route("/v1/templates/{name}", admin.get_template, methods=["GET", "HEAD"]),
-        Route("/v1/templates/{name}", admin.delete_template, methods=["DELETE"]),
-        Route("/v1/urls", admin.post_urls, methods=["POST"]),
-        Route("/v1/purge", admin.post_purge, methods=["POST"]),
+        Route("/v1/assets/{id:anypath}/original", assets.get_original, methods=["GET", "HEAD"]),
+        Route("/v1/assets/{id:anypath}", assets.put_asset, methods=["PUT"]),
+        Route("/v1/assets/{id:anypath}", assets.get_asset, methods=["GET", "HEAD"]),
+        Route("/v1/assets/{id:anypath}", assets.delete_asset, methods=["DELETE"]),
+        Route("/v1/templates", templates.list_templates, methods=["GET", "HEAD"]),
+        Route("/v1/templates/{name}", templates.put_template, methods=["PUT"]),
+        Route("/v1/templates/{name}", templates.get_template, methods=["GET", "HEAD"]),
+        Route("/v1/templates/{name}", templates.delete_template, methods=["DELETE"]),
+        Route("/v1/urls", urls.post_urls, methods=["POST"]),
+        Route("/v1/purge", urls.post_purge, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
     ]

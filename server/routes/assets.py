@@ -1,0 +1,140 @@
+"""The assets routes (SPEC §5): upload, describe, list, fetch the original, delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server import assets, remote
+from server.errors import BadRequest, TooLarge
+from server.imaging.inspect import sniff
+from server.json import NO_STORE, json_response
+from server.routes.admin import (
+    authorize,
+    decode_cursor,
+    encode_cursor,
+    page_limit,
+    read_json,
+    read_upload,
+)
+from server.runtime import Runtime
+from server.spec import validate_id
+
+EXTENSION = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "heif": "avif"}
+
+
+async def put_asset(request: Request) -> Response:
+    rt = authorize(request)
+    asset_id = validate_id(request.path_params["id"])
+    data = await read_upload(request, rt.settings.max_source_bytes)
+    meta, created = await assets.put_asset(rt, asset_id, data)
+    return json_response(
+        assets.public_json(meta, str(request.base_url)),
+        status=201 if created else 200,
+        headers={"Cache-Control": NO_STORE},
+    )
+
+
+async def post_asset(request: Request) -> Response:
+    """An upload whose id the server picks: <prefix><content hash>.<ext>."""
+    rt = authorize(request)
+    content_type = request.headers.get("content-type", "")
+    prefix = request.query_params.get("prefix", "")
+    if content_type.startswith("application/json"):
+        body = await read_json(request, rt.settings.max_source_bytes * 4 // 3 + 4096)
+        if not isinstance(body, dict):
+            raise BadRequest("expected a JSON object with url or base64", param="body")
+        prefix = body.get("prefix", prefix)
+        data = await _json_source(rt, body)
+    else:
+        data = await read_upload(request, rt.settings.max_source_bytes)
+    if not isinstance(prefix, str) or (prefix and not prefix.endswith("/")):
+        raise BadRequest("prefix is a folder ending in '/'", param="prefix")
+    kind = sniff(data)
+    asset_id = validate_id(f"{prefix}{hashlib.sha256(data).hexdigest()[:32]}.{EXTENSION[kind]}")
+    meta, created = await assets.put_asset(rt, asset_id, data)
+    return json_response(
+        assets.public_json(meta, str(request.base_url)),
+        status=201 if created else 200,
+        headers={"Cache-Control": NO_STORE},
+    )
+
+
+async def _json_source(rt: Runtime, body: dict[str, Any]) -> bytes:
+    if ("url" in body) == ("base64" in body):
+        raise BadRequest("give exactly one of url or base64", param="body")
+    if "base64" in body:
+        encoded = body["base64"]
+        if not isinstance(encoded, str):
+            raise BadRequest("base64 must be a string", param="base64")
+        encoded = encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("base64 is not valid base64", param="base64") from None
+        if len(data) > rt.settings.max_source_bytes:
+            raise TooLarge(
+                f"image is {len(data)} bytes, the limit is {rt.settings.max_source_bytes}"
+            )
+        return data
+    url = body["url"]
+    if not isinstance(url, str):
+        raise BadRequest("url must be a string", param="url")
+    s = rt.settings
+    policy = remote.FetchPolicy(
+        max_bytes=s.max_source_bytes,
+        timeout_s=s.source_timeout_s,
+        allowed_hosts=s.source_hosts,
+        allow_private=s.allow_private_sources,
+    )
+    data, _content_type = await remote.fetch(url, policy)
+    return data
+
+
+async def list_assets(request: Request) -> Response:
+    rt = authorize(request)
+    prefix = request.query_params.get("prefix", "")
+    limit = page_limit(request)
+    after = decode_cursor(request.query_params.get("cursor"))
+    found = await rt.storage.list_assets(prefix, after, limit + 1)
+    base = str(request.base_url)
+    items = [assets.public_json(m, base) for m in found[:limit]]
+    cursor = encode_cursor(found[limit - 1].id) if len(found) > limit else None
+    return json_response(
+        {"items": items, "next_cursor": cursor}, headers={"Cache-Control": NO_STORE}
+    )
+
+
+async def delete_asset(request: Request) -> Response:
+    rt = authorize(request)
+    asset_id = validate_id(request.path_params["id"])
+    await rt.storage.delete(asset_id)
+    rt.meta_cache.pop(asset_id, None)
+    rt.variants.purge(asset_id=asset_id)
+    return Response(status_code=204, headers={"Cache-Control": NO_STORE})
+
+
+async def get_original(request: Request) -> Response:
+    rt = authorize(request)
+    asset_id = validate_id(request.path_params["id"])
+    meta = await rt.storage.head(asset_id)
+    data = await rt.storage.get(meta, rt.settings.max_source_bytes)
+    return Response(
+        data,
+        media_type=meta.mime,
+        headers={"Cache-Control": NO_STORE, "ETag": f'"{meta.etag}"'},
+    )
+
+
+async def get_asset(request: Request) -> Response:
+    rt = authorize(request)
+    asset_id = validate_id(request.path_params["id"])
+    meta = await assets.get_meta(rt, asset_id)
+    return json_response(
+        assets.public_json(meta, str(request.base_url)), headers={"Cache-Control": NO_STORE}
+    )

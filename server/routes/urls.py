@@ -1,0 +1,85 @@
+"""What clients ask of delivery URLs: a ready (signed, versioned) URL, and purges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server import assets, urls
+from server.errors import BadRequest, InvalidParam
+from server.json import NO_STORE, json_response
+from server.routes.admin import authorize, read_json
+from server.spec import parse_params, validate_id, validate_template_name
+from server.templates import NO_TEMPLATE
+
+
+async def post_urls(request: Request) -> Response:
+    """A ready delivery URL (versioned with the asset's etag, signed when keys exist), and a
+    srcset when `widths` is given."""
+    rt = authorize(request)
+    body = await read_json(request, 64 * 1024)
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise BadRequest('expected {"id": ..., "template"?, "params"?, ...}', param="id")
+    asset_id = validate_id(body["id"])
+    name = validate_template_name(body.get("template") or "_")
+    template = NO_TEMPLATE if name == "_" else await rt.templates.get(name, rt.limits)
+    params = _url_params(body.get("params"))
+    meta = await assets.get_meta(rt, asset_id)
+    params.setdefault("v", meta.etag[:16])
+    parse_params({**template.params, **params}, rt.limits)  # 400 naming a bad parameter
+    expires_in_s = body.get("expires_in_s")
+    if expires_in_s is not None:
+        if not isinstance(expires_in_s, int) or not 1 <= expires_in_s <= 366 * 86400:
+            raise BadRequest("expires_in_s is whole seconds, 1..31622400", param="expires_in_s")
+        if not rt.settings.signing_keys:
+            raise BadRequest(
+                "expiring URLs need IMGCDN_SIGNING_KEYS (an unsigned exp is not enforced)",
+                param="expires_in_s",
+            )
+    base = str(request.base_url).rstrip("/")
+    keys = rt.settings.signing_keys
+    url, expires_at = urls.finish(urls.delivery_path(name, asset_id, params), keys, expires_in_s)
+    answer: dict[str, Any] = {"url": base + url, "expires_at": expires_at}
+    widths = body.get("widths")
+    if widths is not None:
+        if (
+            not isinstance(widths, list)
+            or not widths
+            or not all(isinstance(w, int) and 1 <= w <= rt.settings.max_output_side for w in widths)
+        ):
+            raise BadRequest("widths is a list of integers in 1..max output side", param="widths")
+        entries = []
+        for width in sorted(set(widths)):
+            sized = {**params, "w": str(width)}
+            one, _ = urls.finish(urls.delivery_path(name, asset_id, sized), keys, expires_in_s)
+            entries.append(f"{base}{one} {width}w")
+        answer["srcset"] = ", ".join(entries)
+    return json_response(answer, headers={"Cache-Control": NO_STORE})
+
+
+async def post_purge(request: Request) -> Response:
+    rt = authorize(request)
+    body = await read_json(request, 4096)
+    if not isinstance(body, dict) or len(body) != 1 or not ({"id", "template"} & set(body)):
+        raise BadRequest('expected {"id": ...} or {"template": ...}', param="body")
+    if "id" in body:
+        asset_id = validate_id(str(body["id"]))
+        rt.meta_cache.pop(asset_id, None)
+        purged = rt.variants.purge(asset_id=asset_id)
+    else:
+        purged = rt.variants.purge(template=validate_template_name(str(body["template"])))
+    return json_response({"purged": purged}, headers={"Cache-Control": NO_STORE})
+
+
+def _url_params(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest("params is an object of parameter -> value", param="params")
+    params = {str(k): str(v) for k, v in raw.items()}
+    for forbidden in ("sig", "exp"):
+        if forbidden in params:
+            raise InvalidParam(forbidden, f"{forbidden} is added by the server")
+    return params
