@@ -219,7 +219,8 @@ def _check_output(spec: TransformSpec, limits: Limits) -> TransformSpec:
 
 
 def _int_in(name: str, raw: str, lo: int, hi: int) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not lo <= int(raw) <= hi:
+    # The length cap keeps int() off megabyte-long digit strings; 13 digits hold 2**40.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 13 or not lo <= int(raw) <= hi:
         raise InvalidParam(name, f"{name} must be an integer in {lo}..{hi}, got {raw!r}")
     return int(raw)
 

@@ -8,6 +8,7 @@ replicas sharing a bucket share them) and are cached per process for IMGCDN_META
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +66,8 @@ class Constraint:
             value = float(raw)
         except ValueError:
             raise ParamNotAllowed(name, f"{name} must be a number here") from None
+        if not math.isfinite(value):
+            raise ParamNotAllowed(name, f"{name} must be a finite number")
         lo = self.min if self.min is not None else float("-inf")
         hi = self.max if self.max is not None else float("inf")
         if not lo <= value <= hi:
@@ -122,7 +125,7 @@ def parse_template(name: str, body: Any, limits: Limits, version: int) -> Templa
     if not isinstance(raw_params, dict):
         raise InvalidTemplate("params", "params is an object of parameter -> value")
     raw_wm = raw_params.get("wm")
-    params = {k: _scalar(f"params.{k}", v) for k, v in raw_params.items() if k != "wm"}
+    params = {k: scalar(f"params.{k}", v) for k, v in raw_params.items() if k != "wm"}
     for forbidden in ("sig", "exp"):
         if forbidden in params:
             raise InvalidTemplate(f"params.{forbidden}", f"{forbidden} belongs on URLs only")
@@ -147,7 +150,7 @@ def parse_template(name: str, body: Any, limits: Limits, version: int) -> Templa
     )
 
 
-def _scalar(field_name: str, value: Any) -> str:
+def scalar(field_name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (str, int, float)):
@@ -168,7 +171,7 @@ def _parse_allow(raw: Any, limits: Limits) -> dict[str, Constraint | None]:
         if spec is None or spec is True:
             allow[name] = None
         elif isinstance(spec, list) and spec:
-            values = tuple(_scalar(where, v) for v in spec)
+            values = tuple(scalar(where, v) for v in spec)
             for value in values:
                 try:
                     parse_params({name: value}, limits)
@@ -193,8 +196,8 @@ def _range(where: str, spec: dict[str, Any]) -> Constraint:
     lo, hi, step = spec.get("min"), spec.get("max"), spec.get("step")
     if lo is not None and hi is not None and lo > hi:
         raise InvalidTemplate(where, "min must not exceed max")
-    if step is not None and step <= 0:
-        raise InvalidTemplate(f"{where}.step", "step must be positive")
+    if step is not None and not 1e-6 <= step <= 1e9:
+        raise InvalidTemplate(f"{where}.step", "step must be in 0.000001..1000000000")
     return Constraint(min=lo, max=hi, step=step)
 
 

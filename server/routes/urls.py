@@ -11,8 +11,9 @@ from server import assets, urls
 from server.errors import BadRequest, InvalidParam
 from server.json import NO_STORE, json_response
 from server.routes.admin import authorize, read_json
+from server.runtime import Runtime
 from server.spec import parse_params, validate_id, validate_template_name
-from server.templates import NO_TEMPLATE
+from server.templates import NO_TEMPLATE, ParamNotAllowed, Template, scalar
 
 
 async def post_urls(request: Request) -> Response:
@@ -27,11 +28,15 @@ async def post_urls(request: Request) -> Response:
     template = NO_TEMPLATE if name == "_" else await rt.templates.get(name, rt.limits)
     params = _url_params(body.get("params"))
     meta = await assets.get_meta(rt, asset_id)
-    params.setdefault("v", meta.etag[:16])
+    keys = rt.settings.signing_keys
+    if keys or template is NO_TEMPLATE or "v" in template.allow:
+        params.setdefault("v", meta.etag[:16])
     parse_params({**template.params, **params}, rt.limits)  # 400 naming a bad parameter
+    if not keys:
+        _check_unsigned_works(rt, template, params)
     expires_in_s = body.get("expires_in_s")
     if expires_in_s is not None:
-        if not isinstance(expires_in_s, int) or not 1 <= expires_in_s <= 366 * 86400:
+        if not _whole(expires_in_s) or not 1 <= expires_in_s <= 366 * 86400:
             raise BadRequest("expires_in_s is whole seconds, 1..31622400", param="expires_in_s")
         if not rt.settings.signing_keys:
             raise BadRequest(
@@ -39,7 +44,6 @@ async def post_urls(request: Request) -> Response:
                 param="expires_in_s",
             )
     base = str(request.base_url).rstrip("/")
-    keys = rt.settings.signing_keys
     url, expires_at = urls.finish(urls.delivery_path(name, asset_id, params), keys, expires_in_s)
     answer: dict[str, Any] = {"url": base + url, "expires_at": expires_at}
     widths = body.get("widths")
@@ -47,7 +51,7 @@ async def post_urls(request: Request) -> Response:
         if (
             not isinstance(widths, list)
             or not widths
-            or not all(isinstance(w, int) and 1 <= w <= rt.settings.max_output_side for w in widths)
+            or not all(_whole(w) and 1 <= w <= rt.settings.max_output_side for w in widths)
         ):
             raise BadRequest("widths is a list of integers in 1..max output side", param="widths")
         entries = []
@@ -73,12 +77,32 @@ async def post_purge(request: Request) -> Response:
     return json_response({"purged": purged}, headers={"Cache-Control": NO_STORE})
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _check_unsigned_works(rt: Runtime, template: Template, params: dict[str, str]) -> None:
+    """Without keys the URL goes out unsigned: refuse to hand out one that would not work."""
+    if rt.settings.unsigned_policy == "public-templates" and not template.public:
+        raise BadRequest(
+            "this URL would need a signature: set IMGCDN_SIGNING_KEYS or use a public template",
+            param="template",
+        )
+    if template is not NO_TEMPLATE:
+        try:
+            template.check_allowed(params)
+        except ParamNotAllowed as exc:
+            raise BadRequest(
+                f"{exc.message} (unsigned URL: no IMGCDN_SIGNING_KEYS)", param=exc.param
+            ) from None
+
+
 def _url_params(raw: Any) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise BadRequest("params is an object of parameter -> value", param="params")
-    params = {str(k): str(v) for k, v in raw.items()}
+    params = {str(k): scalar(f"params.{k}", v) for k, v in raw.items()}
     for forbidden in ("sig", "exp"):
         if forbidden in params:
             raise InvalidParam(forbidden, f"{forbidden} is added by the server")
