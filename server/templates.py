@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from cachetools import TTLCache
 
-from server.errors import ImgcdnError, InvalidParam, NotFound
+from server.errors import AssetNotFound, ImgcdnError, InvalidParam, NotFound
 from server.imaging import watermark as wm
 from server.spec import PARAM_NAMES, Limits, parse_params, validate_template_name
 from server.storage.base import Storage
@@ -240,6 +240,14 @@ class TemplateRegistry:
         previous = await self.storage.get_doc(KIND, name)
         version = orjson.loads(previous)["version"] + 1 if previous else 1
         template = parse_template(name, body, limits, version)
+        mark = template.watermark
+        if mark is not None and mark.asset is not None:
+            try:
+                await self.storage.head(mark.asset)
+            except AssetNotFound:
+                raise InvalidTemplate(
+                    "params.wm.asset", f"no asset {mark.asset!r}: upload the watermark first"
+                ) from None
         doc = {"body": body, "version": version, "updated_at": template.updated_at}
         await self.storage.put_doc(KIND, name, orjson.dumps(doc))
         self._cache[name] = template

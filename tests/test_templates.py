@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import pyvips
 from conftest import AUTH, decode, upload
 from starlette.testclient import TestClient
 
@@ -453,3 +454,69 @@ def test_a_bad_purge_body_is_a_400(photo, body):
 def test_a_purge_body_that_is_not_json_is_a_400(photo):
     r = photo.post("/v1/purge", content=b"template=card", headers=AUTH)
     assert error(r, 400)["param"] == "body"
+
+
+def _corner_mean(body: bytes, corner: str, size: int = 20) -> float:
+    image = decode(body)
+    x = image.width - size if "e" in corner else 0
+    y = image.height - size if "s" in corner else 0
+    return float(image.crop(x, y, size, size).avg())
+
+
+def test_a_template_watermark_is_drawn_where_it_says_and_urls_cannot_remove_it(uploaded):
+    white = pyvips.Image.black(64, 64).new_from_image([255, 255, 255]).pngsave_buffer()
+    assert (
+        uploaded.put("/v1/assets/brand/white.png", content=white, headers=AUTH).status_code == 201
+    )
+    body = {
+        "params": {
+            "w": 200,
+            "fmt": "png",
+            "wm": {
+                "asset": "brand/white.png",
+                "position": "se",
+                "opacity": 1,
+                "scale": 0.2,
+                "margin": 0,
+            },
+        },
+        "allow": ["w"],
+        "public": True,
+    }
+    assert uploaded.put("/v1/templates/marked", json=body, headers=AUTH).status_code == 201
+    plain = uploaded.get("/t/_/photo.jpg?w=200&fmt=png").content
+    marked = uploaded.get("/t/marked/photo.jpg").content
+    assert _corner_mean(marked, "se") > 250  # the white mark fills the bottom-right corner
+    assert abs(_corner_mean(marked, "nw") - _corner_mean(plain, "nw")) < 1  # elsewhere untouched
+    assert _corner_mean(plain, "se") < 200
+    unknown = uploaded.get("/t/marked/photo.jpg?wm=none")
+    # wm is no URL parameter at all: a URL can neither set nor remove the mark.
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["param"] == "wm"
+
+
+def test_a_new_watermark_asset_renders_anew(uploaded):
+    white = pyvips.Image.black(32, 32).new_from_image([255, 255, 255]).pngsave_buffer()
+    black = pyvips.Image.black(32, 32).new_from_image([0, 0, 0]).pngsave_buffer()
+    uploaded.put("/v1/assets/brand/mark.png", content=white, headers=AUTH)
+    body = {
+        "params": {
+            "w": 100,
+            "fmt": "png",
+            "wm": {"asset": "brand/mark.png", "opacity": 1, "margin": 0},
+        }
+    }
+    uploaded.put("/v1/templates/m", json=body, headers=AUTH)
+    first = uploaded.get("/t/m/photo.jpg")
+    uploaded.put("/v1/assets/brand/mark.png", content=black, headers=AUTH)
+    second = uploaded.get("/t/m/photo.jpg")
+    assert first.headers["etag"] != second.headers["etag"]
+    assert _corner_mean(first.content, "se", 10) > 250
+    assert _corner_mean(second.content, "se", 10) < 5
+
+
+def test_a_template_naming_a_missing_watermark_asset_is_a_422(client):
+    body = {"params": {"wm": {"asset": "nope/logo.png"}}}
+    r = client.put("/v1/templates/t", json=body, headers=AUTH)
+    assert r.status_code == 422
+    assert r.json()["error"]["param"] == "params.wm.asset"
