@@ -61,8 +61,27 @@ def _storage(raw: str) -> str:
     if raw == "file":
         return raw
     if raw.startswith("s3://"):
-        raise ValueError("s3:// storage is not in this release yet; use file")
+        bucket = raw[5:].split("/", 1)[0]
+        if not 3 <= len(bucket) <= 63 or not all(
+            c.islower() or c.isdigit() or c in ".-" for c in bucket
+        ):
+            raise ValueError("the bucket name must be 3..63 of a-z 0-9 . -")
+        return raw.rstrip("/")
     raise ValueError("must be file or s3://bucket/prefix")
+
+
+def _urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+    return urls
+
+
+def _optional_url(raw: str) -> str:
+    if raw and not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return raw
 
 
 def _tokens(raw: str) -> tuple[str, ...]:
@@ -107,6 +126,11 @@ MIB = 1024 * 1024
 class Settings:
     data_dir: Path = Path("imgcdn-data")
     storage: str = "file"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    variant_store: bool = True
+    originals_cache_bytes: int = 1024 * MIB
+    edge_purge_urls: tuple[str, ...] = ()
     admin_tokens: tuple[str, ...] = ()
     signing_keys: tuple[str, ...] = ()
     unsigned: Unsigned | None = None  # None: allow without keys, else public-templates
@@ -174,7 +198,32 @@ FIELDS: dict[str, FieldSpec] = {
     "data_dir": FieldSpec(
         "IMGCDN_DATA_DIR", _path, "folder for originals, metadata and the admin token"
     ),
-    "storage": FieldSpec("IMGCDN_STORAGE", _storage, "`file` (the data dir); S3 comes later"),
+    "storage": FieldSpec(
+        "IMGCDN_STORAGE",
+        _storage,
+        "`file` (the data dir) or `s3://bucket/prefix` (credentials from the AWS_* variables)",
+    ),
+    "s3_endpoint": FieldSpec(
+        "IMGCDN_S3_ENDPOINT",
+        _optional_url,
+        "S3 endpoint URL for S3-compatible servers (MinIO, SeaweedFS); empty: AWS",
+    ),
+    "s3_region": FieldSpec("IMGCDN_S3_REGION", lambda raw: raw or "us-east-1", "S3 region"),
+    "variant_store": FieldSpec(
+        "IMGCDN_VARIANT_STORE",
+        _flag,
+        "1: keep rendered variants in storage too (shared by every worker and replica)",
+    ),
+    "originals_cache_bytes": FieldSpec(
+        "IMGCDN_ORIGINALS_CACHE_BYTES",
+        _int(0, 2**44),
+        "bytes of originals fetched from S3 kept on local disk (<data dir>/cache)",
+    ),
+    "edge_purge_urls": FieldSpec(
+        "IMGCDN_EDGE_PURGE_URLS",
+        _urls,
+        "comma-separated nginx purge endpoints that /v1/purge and deletes also call",
+    ),
     "admin_tokens": FieldSpec(
         "IMGCDN_ADMIN_TOKENS",
         _tokens,

@@ -82,7 +82,11 @@ def test_a_valid_value_sets_its_field(env, value, field, parsed):
     [
         ("IMGCDN_DATA_DIR", ""),
         ("IMGCDN_DATA_DIR", "   "),
-        ("IMGCDN_STORAGE", "s3://bucket/prefix"),
+        ("IMGCDN_STORAGE", "s3://Bad_Bucket/prefix"),
+        ("IMGCDN_STORAGE", "s3://"),
+        ("IMGCDN_S3_ENDPOINT", "localhost:8333"),
+        ("IMGCDN_VARIANT_STORE", "yes"),
+        ("IMGCDN_EDGE_PURGE_URLS", "nginx/purge"),
         ("IMGCDN_STORAGE", "ftp://host/x"),
         ("IMGCDN_STORAGE", "File"),
         ("IMGCDN_ADMIN_TOKENS", "short"),
@@ -123,10 +127,9 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(env, value
     assert env in load_error({env: value})
 
 
-def test_s3_storage_says_it_is_not_available_yet():
-    message = load_error({"IMGCDN_STORAGE": "s3://bucket/prefix"})
-    assert message.startswith("IMGCDN_STORAGE")
-    assert "not in this release yet" in message
+def test_s3_storage_takes_a_bucket_and_an_optional_prefix():
+    assert Settings.load({"IMGCDN_STORAGE": "s3://images/prod/"}).storage == "s3://images/prod"
+    assert Settings.load({"IMGCDN_STORAGE": "s3://images"}).storage == "s3://images"
 
 
 @pytest.mark.parametrize("env", ["IMGCDN_FOO", "IMGCDN_MAX_OUTPUT_WIDTH", "IMGCDN_data_dir"])
