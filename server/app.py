@@ -20,10 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server import metrics
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
 from server.json import error_response
 from server.routes import assets, delivery, health, templates, urls
+from server.routes.metrics import get_metrics
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -53,12 +55,9 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime = Runtime.build(settings)
-        app.state.runtime = runtime
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            app.state.runtime = await Runtime.start(settings, stack)
             yield
-        finally:
-            runtime.pool.shutdown()  # graceful: in-flight renders finish
 
     routes = [
         Route("/t/{template}/{id:anypath}", delivery.deliver, methods=["GET", "HEAD"]),
@@ -77,6 +76,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/purge", urls.post_purge, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
+        # For the scraper on the internal network: the nginx public block does not route it.
+        Route("/metrics", get_metrics, methods=["GET", "HEAD"]),
     ]
     app = Starlette(
         routes=routes,
@@ -107,7 +108,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 class RequestMiddleware:
-    """Correlation id, timing, the error handler, and one JSON log line per request."""
+    """Correlation id, timing, the error handler, one JSON log line and the request
+    metrics (by route template, never the raw path) per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -119,6 +121,14 @@ class RequestMiddleware:
         started = time.perf_counter()
         correlation_id = _correlation_id(scope)
         sent: dict[str, object] = {"status": 0, "bytes": 0, "cache": None}
+        body = {"in": 0, "out": 0}  # counted, not declared: a chunked body declares none
+        head = scope["method"] == "HEAD"  # the app sends a body; the server drops it
+
+        async def receive_counted() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body["in"] += len(message.get("body", b""))
+            return message
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -131,10 +141,12 @@ class RequestMiddleware:
                         sent["cache"] = value.decode()
                     elif name.lower() == b"content-length":
                         sent["bytes"] = int(value)
+            elif message["type"] == "http.response.body" and not head:
+                body["out"] += len(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_counted, send_with_id)
         except Exception as exc:  # the one place every failure becomes JSON
             error = exc if isinstance(exc, ImgcdnError) else ImgcdnError()
             if error.report:
@@ -143,13 +155,17 @@ class RequestMiddleware:
                 return  # the response had started: nothing more can be said on this stream
             await error_response(error)(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            # The router left the matched route in the scope; none matched: "unmatched".
+            route = metrics.route_label(getattr(scope.get("route"), "path", None))
+            metrics.request_observed(route, str(sent["status"]), elapsed, body["in"], body["out"])
             access_log.info(
                 orjson.dumps(
                     {
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": sent["status"],
-                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                        "ms": round(elapsed * 1000, 1),
                         "cache": sent["cache"],
                         "bytes": sent["bytes"],
                         "correlation_id": correlation_id,

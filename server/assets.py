@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from server.errors import AssetNotFound
+from server.errors import AssetNotFound, StorageUnavailable
 from server.imaging.inspect import SourceInfo, check_decodes, probe
 from server.imaging.vips import Cancel
 from server.runtime import Runtime
@@ -46,7 +46,22 @@ async def put_asset(rt: Runtime, asset_id: str, data: bytes) -> tuple[AssetMeta,
     )
     await rt.storage.put(meta, data)
     rt.meta_cache.pop(asset_id, None)
+    rt.last_meta.pop(asset_id, None)
     return meta, created
+
+
+async def delete_asset(rt: Runtime, asset_id: str) -> None:
+    """Remove an asset and every variant of it from storage, the store and memory."""
+    await rt.storage.delete(asset_id)
+    forget(rt, asset_id)
+    await rt.store.purge(asset_id=asset_id)
+
+
+def forget(rt: Runtime, asset_id: str) -> None:
+    """Drop what this process remembers of an asset: metadata and in-memory variants."""
+    rt.meta_cache.pop(asset_id, None)
+    rt.last_meta.pop(asset_id, None)
+    rt.variants.purge(asset_id=asset_id)
 
 
 async def get_meta(rt: Runtime, asset_id: str) -> AssetMeta:
@@ -55,7 +70,20 @@ async def get_meta(rt: Runtime, asset_id: str) -> AssetMeta:
     if meta is None:
         meta = await rt.storage.head(asset_id)
         rt.meta_cache[asset_id] = meta
+        rt.last_meta[asset_id] = meta
     return meta
+
+
+async def get_meta_or_stale(rt: Runtime, asset_id: str) -> tuple[AssetMeta, bool]:
+    """Metadata, or when storage is down the last seen metadata (marked stale), so variants
+    still in memory keep being served through an outage (stale-if-error)."""
+    try:
+        return await get_meta(rt, asset_id), False
+    except StorageUnavailable:
+        last = rt.last_meta.get(asset_id)
+        if last is None:
+            raise
+        return last, True
 
 
 def public_json(meta: AssetMeta, base_url: str) -> dict[str, object]:

@@ -1,17 +1,26 @@
-"""In-process caches: a byte-bounded LRU of encoded variants, and single-flight for misses.
+"""The cache levels: a byte-bounded LRU of encoded variants, single-flight for misses, the
+shared variant store with its render lock, and the local cache of remote originals.
 
-Both are touched only from the event loop (cachetools is not thread-safe, and the flights
-are asyncio futures), never from render threads.
+The in-process ones are touched only from the event loop (cachetools is not thread-safe,
+and the flights are asyncio futures), never from render threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
+import orjson
 from cachetools import LRUCache
+
+from server.storage.base import Storage
 
 T = TypeVar("T")
 
@@ -43,8 +52,8 @@ class VariantCache:
         if self.max_bytes and len(variant.body) + 200 <= self.max_bytes:
             self._lru[key] = variant
 
-    def purge(self, asset_id: str | None = None, template: str | None = None) -> int:
-        """Drop every variant of an asset, or of a template; the number dropped."""
+    def purge(self, asset_id: str | None = None, template: str | None = None) -> set[str]:
+        """Drop every variant of an asset, or of a template; the keys dropped."""
         doomed = [
             key
             for key, v in self._lru.items()
@@ -53,7 +62,7 @@ class VariantCache:
         ]
         for key in doomed:
             self._lru.pop(key, None)
-        return len(doomed)
+        return set(doomed)
 
     @property
     def size(self) -> int:
@@ -90,3 +99,138 @@ class SingleFlight(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._flights)
+
+
+class VariantStore:
+    """Encoded variants in Storage, shared by every worker and replica, and the render lock
+    that lets one of them render a cold variant while the others wait for it.
+
+    Keys: `variants/<sha256(asset id)[:16]>/<template>/<variant key>`, so purging an asset is
+    one prefix; `locks/<variant key>` holds who renders and until when."""
+
+    def __init__(self, storage: Storage, enabled: bool) -> None:
+        self.storage = storage
+        self.enabled = enabled
+
+    @staticmethod
+    def _asset_prefix(asset_id: str) -> str:
+        return f"variants/{hashlib.sha256(asset_id.encode()).hexdigest()[:16]}/"
+
+    def _path(self, asset_id: str, template: str, key: str) -> str:
+        return f"{self._asset_prefix(asset_id)}{template}/{key}"
+
+    async def get(self, asset_id: str, template: str, key: str) -> Variant | None:
+        if not self.enabled:
+            return None
+        raw = await self.storage.get_object(self._path(asset_id, template, key))
+        if raw is None or len(raw) < 4:
+            return None
+        size = int.from_bytes(raw[:4], "big")
+        header = orjson.loads(raw[4 : 4 + size])
+        return Variant(body=raw[4 + size :], **header)
+
+    async def put(self, key: str, variant: Variant) -> None:
+        if not self.enabled:
+            return
+        header = orjson.dumps(
+            {
+                "mime": variant.mime,
+                "width": variant.width,
+                "height": variant.height,
+                "asset_id": variant.asset_id,
+                "template": variant.template,
+            }
+        )
+        blob = len(header).to_bytes(4, "big") + header + variant.body
+        await self.storage.put_object(self._path(variant.asset_id, variant.template, key), blob)
+
+    async def lock(self, key: str, ttl_s: float) -> bool:
+        """Take the render lock for `key`, or False while someone else holds it. A lock past
+        its time (its holder died) is broken, so a crash never blocks a variant for good."""
+        if not self.enabled:
+            return True
+        path = f"locks/{key}"
+        body = orjson.dumps({"until": time.time() + ttl_s})
+        if await self.storage.put_object(path, body, exclusive=True):
+            return True
+        held = await self.storage.get_object(path)
+        if held is not None and orjson.loads(held).get("until", 0) > time.time():
+            return False
+        await self.storage.delete_object(path)
+        return await self.storage.put_object(path, body, exclusive=True)
+
+    async def locked(self, key: str) -> bool:
+        return self.enabled and await self.storage.get_object(f"locks/{key}") is not None
+
+    async def unlock(self, key: str) -> None:
+        if self.enabled:
+            await self.storage.delete_object(f"locks/{key}")
+
+    async def purge(self, asset_id: str | None = None, template: str | None = None) -> set[str]:
+        """Delete stored variants of an asset or a template; their variant keys."""
+        if not self.enabled:
+            return set()
+        if asset_id is not None:
+            keys = await self.storage.list_keys(self._asset_prefix(asset_id), limit=1_000_000)
+        else:
+            every = await self.storage.list_keys("variants/", limit=10_000_000)
+            keys = [k for k in every if k.split("/")[2:3] == [template]]
+        for key in keys:
+            await self.storage.delete_object(key)
+        return {key.rsplit("/", 1)[-1] for key in keys}
+
+
+class OriginalsCache:
+    """Originals fetched from remote storage, kept on local disk by etag, bounded in bytes
+    (least recently read go first). Blocking file work runs in threads."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        folder.mkdir(parents=True, exist_ok=True)
+        self._sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+
+    async def get(self, etag: str) -> bytes | None:
+        if etag not in self._sizes:
+            return None
+
+        def read() -> bytes | None:
+            path = self.folder / etag
+            try:
+                data = path.read_bytes()
+                os.utime(path)  # recently used: evicted last
+            except FileNotFoundError:
+                return None
+            # Content-addressed: the name is the hash, so a torn or tampered file shows.
+            return data if hashlib.sha256(data).hexdigest() == etag else None
+
+        data = await asyncio.to_thread(read)
+        if data is None:
+            self._sizes.pop(etag, None)
+        return data
+
+    async def put(self, etag: str, data: bytes) -> None:
+        if len(data) > self.max_bytes or etag in self._sizes:
+            return
+        await asyncio.to_thread(self._write, etag, data)
+        self._sizes[etag] = len(data)
+        if sum(self._sizes.values()) > self.max_bytes:
+            await asyncio.to_thread(self._evict)
+
+    def _write(self, etag: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, self.folder / etag)
+
+    def _evict(self) -> None:
+        files = sorted(
+            (p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith(".tmp-")),
+            key=lambda p: p.stat().st_mtime,
+        )
+        total = sum(self._sizes.values())
+        for path in files:
+            if total <= self.max_bytes * 0.9:
+                break
+            total -= self._sizes.pop(path.name, 0)
+            path.unlink(missing_ok=True)

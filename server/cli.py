@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +109,27 @@ def serve_forever(
     if config is not None:
         os.environ["IMGCDN_CONFIG"] = str(config.resolve())
     log.info("imgcdn on http://%s:%d, data in %s", host, port, settings.data_dir.resolve())
-    uvicorn.run(
-        "server.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # the app logs one JSON line per request itself
-        log_level=settings.log_level,
-        # Longer than a render may take, so a stop finishes the renders in flight.
-        timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,
-    )
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            # Workers keep their metrics in files here, so /metrics sums them whichever
+            # worker answers. New for each run (values of an earlier run must not count)
+            # and per server (the data dir may be shared); under $TMPDIR. Workers are
+            # spawned, so each imports prometheus_client after this is set.
+            folder = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="imgcdn-metrics-", ignore_cleanup_errors=True)
+            )
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        uvicorn.run(
+            "server.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # the app logs one JSON line per request itself
+            log_level=settings.log_level,
+            # Longer than a render may take, so a stop finishes the renders in flight.
+            timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,
+        )
     return 0
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
-from server.caching import SingleFlight, Variant, VariantCache
+from server.caching import OriginalsCache, SingleFlight, Variant, VariantCache, VariantStore
 from server.imaging.inspect import SourceLimits
 from server.imaging.options import RenderOptions
 from server.imaging.vips import RenderPool
@@ -18,6 +19,7 @@ from server.settings import Settings
 from server.spec import Limits
 from server.storage.base import AssetMeta, Storage
 from server.storage.local import LocalStorage
+from server.storage.s3 import S3Storage
 from server.templates import TemplateRegistry
 
 log = logging.getLogger("imgcdn")
@@ -31,10 +33,15 @@ class Runtime:
     admin_tokens: tuple[bytes, ...]
     variants: VariantCache
     templates: TemplateRegistry
-    flights: SingleFlight[Variant] = field(default_factory=SingleFlight)
+    store: VariantStore
+    originals: OriginalsCache | None
+    flights: SingleFlight[tuple[Variant, str]] = field(default_factory=SingleFlight)
     meta_cache: TTLCache[str, AssetMeta] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=2.0)
     )
+    # The last metadata seen per asset, kept past its TTL: when storage fails, variants
+    # still in memory are served from it (stale-if-error) instead of a 503.
+    last_meta: LRUCache[str, AssetMeta] = field(default_factory=lambda: LRUCache(maxsize=100_000))
 
     limits: Limits = field(init=False)
     source_limits: SourceLimits = field(init=False)
@@ -54,16 +61,32 @@ class Runtime:
         )
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
-        storage = LocalStorage(settings.data_dir)
+    async def start(cls, settings: Settings, stack: contextlib.AsyncExitStack) -> Runtime:
+        """Everything a process needs, opened on `stack` (closed when the app stops)."""
+        storage: Storage
+        originals = None
+        if settings.storage.startswith("s3://"):
+            storage = await stack.enter_async_context(
+                S3Storage.connect(settings.storage, settings.s3_endpoint, settings.s3_region)
+            )
+            if settings.originals_cache_bytes:
+                originals = OriginalsCache(
+                    settings.data_dir / "cache" / "originals", settings.originals_cache_bytes
+                )
+        else:
+            storage = LocalStorage(settings.data_dir)
         tokens = settings.admin_tokens or (admin_token_file(settings.data_dir),)
+        pool = RenderPool(settings.render_threads, settings.max_queue, settings.render_timeout_s)
+        stack.callback(pool.shutdown)  # graceful: in-flight renders finish
         return cls(
             settings=settings,
             storage=storage,
-            pool=RenderPool(settings.render_threads, settings.max_queue, settings.render_timeout_s),
+            pool=pool,
             admin_tokens=tuple(t.encode() for t in tokens),
             variants=VariantCache(settings.memory_cache_bytes),
             templates=TemplateRegistry(storage, settings.meta_ttl_s),
+            store=VariantStore(storage, settings.variant_store),
+            originals=originals,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )
 

@@ -16,7 +16,13 @@ from typing import Any
 import orjson
 from cachetools import TTLCache
 
-from server.errors import AssetNotFound, ImgcdnError, InvalidParam, NotFound
+from server.errors import (
+    AssetNotFound,
+    ImgcdnError,
+    InvalidParam,
+    NotFound,
+    StorageUnavailable,
+)
 from server.imaging import watermark as wm
 from server.spec import PARAM_NAMES, Limits, parse_params, validate_template_name
 from server.storage.base import Storage
@@ -219,18 +225,26 @@ class TemplateRegistry:
     def __init__(self, storage: Storage, ttl_s: float) -> None:
         self.storage = storage
         self._cache: TTLCache[str, Template] = TTLCache(maxsize=1000, ttl=max(ttl_s, 1e-6))
+        self._last: dict[str, Template] = {}
 
     async def get(self, name: str, limits: Limits) -> Template:
         cached = self._cache.get(name)
         if cached is not None:
             return cached
-        raw = await self.storage.get_doc(KIND, name)
+        try:
+            raw = await self.storage.get_doc(KIND, name)
+        except StorageUnavailable:
+            last = self._last.get(name)  # stale-if-error, as for asset metadata
+            if last is None:
+                raise
+            return last
         if raw is None:
             raise TemplateNotFound(name)
         stored = orjson.loads(raw)
         template = parse_template(name, stored["body"], limits, stored["version"])
         template = replace(template, updated_at=stored["updated_at"])
         self._cache[name] = template
+        self._last[name] = template
         return template
 
     async def put(self, name: str, body: Any, limits: Limits) -> tuple[Template, bool]:
@@ -251,10 +265,12 @@ class TemplateRegistry:
         doc = {"body": body, "version": version, "updated_at": template.updated_at}
         await self.storage.put_doc(KIND, name, orjson.dumps(doc))
         self._cache[name] = template
+        self._last[name] = template
         return template, previous is None
 
     async def delete(self, name: str) -> bool:
         self._cache.pop(name, None)
+        self._last.pop(name, None)
         return await self.storage.delete_doc(KIND, name)
 
     async def page(

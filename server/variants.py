@@ -9,15 +9,16 @@ revalidation answer 304 without fetching or rendering.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import time
 from dataclasses import dataclass, field
 
-from server import formats
-from server.assets import get_meta
+from server import formats, metrics
+from server.assets import get_meta, get_meta_or_stale
 from server.caching import Variant
-from server.errors import AssetNotFound, ImgcdnError
+from server.errors import AssetNotFound, ImgcdnError, StorageUnavailable
 from server.imaging import pipeline
 from server.imaging.inspect import SourceInfo
 from server.imaging.vips import Cancel
@@ -35,6 +36,7 @@ class Resolved:
     fmt: Format
     negotiated: bool
     key: str
+    stale: bool = False  # metadata came from memory because storage failed
 
 
 @dataclass
@@ -61,7 +63,7 @@ async def resolve(
     timings: Timings,
 ) -> Resolved:
     started = time.perf_counter()
-    meta = await get_meta(rt, asset_id)
+    meta, stale = await get_meta_or_stale(rt, asset_id)
     mark = None
     if template.watermark is not None and template.watermark.asset is not None:
         try:
@@ -82,32 +84,89 @@ async def resolve(
         ]
     )
     key = variant_key(asset_id, meta.etag, canonical)
-    return Resolved(meta, template, mark, fmt, negotiated, key)
+    return Resolved(meta, template, mark, fmt, negotiated, key, stale)
+
+
+async def purge(rt: Runtime, asset_id: str | None = None, template: str | None = None) -> int:
+    """Drop cached variants of an asset or a template from memory and the shared store."""
+    if asset_id is not None:
+        rt.meta_cache.pop(asset_id, None)
+    dropped = rt.variants.purge(asset_id=asset_id, template=template)
+    dropped |= await rt.store.purge(asset_id=asset_id, template=template)
+    return len(dropped)  # distinct variants: memory and store hold the same ones
 
 
 async def fetch(
     rt: Runtime, resolved: Resolved, spec: TransformSpec, timings: Timings
 ) -> tuple[Variant, str]:
-    """The variant's bytes and where they came from (`hit-memory` or `miss`)."""
+    """The variant's bytes and where they came from: `hit-memory`, `hit-store` or `miss`
+    (`stale` when storage is down and memory still holds it)."""
     cached = rt.variants.get(resolved.key)
     if cached is not None:
-        return cached, "hit-memory"
+        metrics.cache_hit("memory")
+        return cached, "stale" if resolved.stale else "hit-memory"
+    if resolved.stale:
+        raise StorageUnavailable("storage is unavailable and this variant is not cached here")
 
-    async def work() -> Variant:
-        return await _render(rt, resolved, spec, timings)
+    async def work() -> tuple[Variant, str]:
+        return await _from_store_or_render(rt, resolved, spec, timings)
 
-    variant, _joined = await rt.flights.do(resolved.key, work)
+    (variant, source), joined = await rt.flights.do(resolved.key, work)
+    if joined:
+        metrics.coalesced()
+    elif source == "hit-store":
+        metrics.cache_hit("store")
+    else:
+        metrics.cache_miss()
     rt.variants.put(resolved.key, variant)
+    return variant, source
+
+
+async def _from_store_or_render(
+    rt: Runtime, resolved: Resolved, spec: TransformSpec, timings: Timings
+) -> tuple[Variant, str]:
+    """One process's miss: the shared store, else render under the cross-process lock, so
+    N cold requests spread over workers and replicas render once. A process that finds the
+    lock taken waits for the store to fill, up to the render timeout, then renders itself."""
+    meta, template, key = resolved.meta, resolved.template.name, resolved.key
+    started = time.perf_counter()
+    stored = await rt.store.get(meta.id, template, key)
+    timings.add("store", started)
+    if stored is not None:
+        return stored, "hit-store"
+    deadline = time.monotonic() + rt.settings.render_timeout_s
+    delay = 0.02
+    while not await rt.store.lock(key, rt.settings.render_timeout_s + 5):
+        if time.monotonic() > deadline:
+            break  # the holder is slow or gone: render rather than fail
+        await asyncio.sleep(delay)  # polling storage, which has no change notifications
+        delay = min(delay * 2, 0.5)
+        stored = await rt.store.get(meta.id, template, key)
+        if stored is not None:
+            return stored, "hit-store"
+    try:
+        variant = await _render(rt, resolved, spec, timings)
+        await rt.store.put(key, variant)
+    finally:
+        await rt.store.unlock(key)
     return variant, "miss"
 
 
 async def _read(rt: Runtime, meta: AssetMeta) -> bytes:
+    if rt.originals is not None:
+        cached = await rt.originals.get(meta.etag)
+        if cached is not None:
+            metrics.cache_hit("originals")
+            return cached
     try:
-        return await rt.storage.get(meta, rt.settings.max_source_bytes)
+        data = await rt.storage.get(meta, rt.settings.max_source_bytes)
     except AssetNotFound:
         # Replaced between our metadata read and now: read the new metadata next time.
         rt.meta_cache.pop(meta.id, None)
         raise
+    if rt.originals is not None:
+        await rt.originals.put(meta.etag, data)
+    return data
 
 
 async def _render(
@@ -130,6 +189,7 @@ async def _render(
             data, info, spec, resolved.fmt, options, cancel, watermark, mark_source
         )
         timings.add("render", began)
+        metrics.render_observed(resolved.fmt, time.perf_counter() - began)
         return out
 
     rendered = await rt.pool.run(job)

@@ -8,6 +8,8 @@ several renders at once, which keeps both cores busier than threaded single rend
 The pool admits `threads` renders at once and `max_queue` more waiting; past that a new
 render is refused (429) at once instead of queueing without bound. A render that outlives
 the timeout is killed inside libvips (`set_kill`), so its thread comes back promptly.
+Its waiting and running renders are the imgcdn_render_queue_depth and
+imgcdn_renders_in_flight gauges.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TypeVar
 
 import pyvips
 
+from server import metrics
 from server.errors import QueueFull, RenderTimeout
 
 T = TypeVar("T")
@@ -81,6 +84,7 @@ class RenderPool:
         loop = asyncio.get_running_loop()
         cancel = Cancel()
         self.pending += 1
+        self._report()
         future: Future[T] = self._executor.submit(job, cancel)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finished))
         try:
@@ -92,6 +96,10 @@ class RenderPool:
 
     def _finished(self) -> None:
         self.pending -= 1
+        self._report()
+
+    def _report(self) -> None:
+        metrics.queue(self.queued, self.pending - self.queued)
 
     @property
     def queued(self) -> int:

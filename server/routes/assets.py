@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import assets, remote
+from server import assets, edge, remote
 from server.errors import BadRequest, TooLarge
 from server.imaging.inspect import sniff
 from server.json import NO_STORE, json_response
@@ -33,6 +33,8 @@ async def put_asset(request: Request) -> Response:
     asset_id = validate_id(request.path_params["id"])
     data = await read_upload(request, rt.settings.max_source_bytes)
     meta, created = await assets.put_asset(rt, asset_id, data)
+    if not created:
+        await edge.purge(rt, edge.asset_tag(asset_id))  # new bytes: the edges drop the old
     return json_response(
         assets.public_json(meta, str(request.base_url)),
         status=201 if created else 200,
@@ -113,9 +115,8 @@ async def list_assets(request: Request) -> Response:
 async def delete_asset(request: Request) -> Response:
     rt = authorize(request)
     asset_id = validate_id(request.path_params["id"])
-    await rt.storage.delete(asset_id)
-    rt.meta_cache.pop(asset_id, None)
-    rt.variants.purge(asset_id=asset_id)
+    await assets.delete_asset(rt, asset_id)
+    await edge.purge(rt, edge.asset_tag(asset_id))
     return Response(status_code=204, headers={"Cache-Control": NO_STORE})
 
 

@@ -14,7 +14,7 @@ from email.utils import format_datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import signing, variants
+from server import edge, signing, variants
 from server.errors import InvalidParam
 from server.runtime import Runtime
 from server.spec import parse_params, query_pairs, validate_id, validate_template_name
@@ -50,6 +50,7 @@ async def deliver(request: Request) -> Response:
         rt, asset_id, template, spec, request.headers.get("accept", ""), timings
     )
     headers = _cache_headers(resolved, template, spec.version is not None, seconds_left)
+    headers.update(edge.tag_headers(asset_id, template.name))
     if _matches(request.headers.get("if-none-match"), headers["ETag"]):
         headers["X-Cache"] = "revalidated"
         _timing_headers(headers, timings, started)
@@ -57,6 +58,7 @@ async def deliver(request: Request) -> Response:
     variant, source = await variants.fetch(rt, resolved, spec, timings)
     headers["X-Cache"] = source
     _timing_headers(headers, timings, started)
+    await edge.remember(rt, raw_path.decode("latin-1"), query, asset_id, template.name)
     return Response(variant.body, media_type=variant.mime, headers=headers)
 
 

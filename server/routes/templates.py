@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server import edge
 from server.json import NO_STORE, json_response
 from server.routes.admin import authorize, decode_cursor, encode_cursor, page_limit, read_json
 from server.spec import validate_template_name
@@ -15,6 +16,7 @@ async def put_template(request: Request) -> Response:
     body = await read_json(request, 64 * 1024)
     template, created = await rt.templates.put(request.path_params["name"], body, rt.limits)
     rt.variants.purge(template=template.name)
+    await edge.purge(rt, edge.template_tag(template.name))
     return json_response(
         template.to_json(), status=201 if created else 200, headers={"Cache-Control": NO_STORE}
     )
@@ -32,6 +34,7 @@ async def delete_template(request: Request) -> Response:
     name = validate_template_name(request.path_params["name"])
     await rt.templates.delete(name)
     rt.variants.purge(template=name)
+    await edge.purge(rt, edge.template_tag(name))
     return Response(status_code=204, headers={"Cache-Control": NO_STORE})
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import assets, urls
+from server import assets, edge, urls, variants
 from server.errors import BadRequest, InvalidParam
 from server.json import NO_STORE, json_response
 from server.routes.admin import authorize, read_json
@@ -70,11 +70,16 @@ async def post_purge(request: Request) -> Response:
         raise BadRequest('expected {"id": ...} or {"template": ...}', param="body")
     if "id" in body:
         asset_id = validate_id(str(body["id"]))
-        rt.meta_cache.pop(asset_id, None)
-        purged = rt.variants.purge(asset_id=asset_id)
+        purged = await variants.purge(rt, asset_id=asset_id)
+        tag = edge.asset_tag(asset_id)
     else:
-        purged = rt.variants.purge(template=validate_template_name(str(body["template"])))
-    return json_response({"purged": purged}, headers={"Cache-Control": NO_STORE})
+        name = validate_template_name(str(body["template"]))
+        purged = await variants.purge(rt, template=name)
+        tag = edge.template_tag(name)
+    answer = {"purged": purged}
+    if rt.settings.edge_purge_urls:
+        answer["edge_purged"] = await edge.purge(rt, tag)  # nginx entries removed
+    return json_response(answer, headers={"Cache-Control": NO_STORE})
 
 
 def _whole(value: Any) -> bool:

@@ -63,5 +63,20 @@ class Storage(Protocol):
     async def delete_doc(self, kind: str, name: str) -> bool:
         """Remove a document; False when there was none."""
 
+    async def put_object(self, key: str, data: bytes, exclusive: bool = False) -> bool:
+        """Write a whole object atomically; with `exclusive`, only if it does not exist yet
+        (then False when it did). Keys are ours: `variants/...`, `locks/...`."""
+
+    async def get_object(self, key: str, max_bytes: int = 2**31) -> bytes | None:
+        """An object, or None."""
+
+    async def delete_object(self, key: str) -> None:
+        """Remove an object; no error when it is absent."""
+
+    async def list_keys(
+        self, prefix: str, after: str | None = None, limit: int = 1000
+    ) -> list[str]:
+        """Object keys under `prefix`, in order, after `after`."""
+
     async def ping(self) -> None:
         """Return when the backend can serve reads, or raise StorageUnavailable."""

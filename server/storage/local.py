@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from server import metrics
 from server.errors import AssetNotFound, StorageUnavailable, TooLarge
 from server.storage.base import AssetMeta
 
@@ -54,6 +55,7 @@ class LocalStorage:
         except FileNotFoundError:
             return None
         except OSError as exc:
+            metrics.storage_error("head")
             raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
         return AssetMeta.from_json(orjson.loads(raw))
 
@@ -68,6 +70,7 @@ class LocalStorage:
         except FileNotFoundError:
             raise AssetNotFound(meta.id) from None
         except OSError as exc:
+            metrics.storage_error("get")
             raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
         if len(data) > max_bytes:
             raise TooLarge(f"source is larger than {max_bytes} bytes")
@@ -120,6 +123,7 @@ class LocalStorage:
         except FileNotFoundError:
             return None
         except OSError as exc:
+            metrics.storage_error("get_doc")
             raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
 
     async def list_docs(self, kind: str) -> list[str]:
@@ -133,9 +137,75 @@ class LocalStorage:
         await asyncio.to_thread(path.unlink, True)
         return existed
 
+    def _object(self, key: str) -> Path:
+        # Keys are built by us from hashes, template names and base64url variant keys.
+        return self.root / "objects" / key
+
+    async def put_object(self, key: str, data: bytes, exclusive: bool = False) -> bool:
+        return await asyncio.to_thread(self._put_object, key, data, exclusive)
+
+    def _put_object(self, key: str, data: bytes, exclusive: bool) -> bool:
+        path = self._object(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not exclusive:
+            _atomic_write(path, data)
+            return True
+        # Write beside it, then link: the link fails if the object exists, and a reader
+        # never sees it half-written.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    async def get_object(self, key: str, max_bytes: int = 2**31) -> bytes | None:
+        def read() -> bytes | None:
+            try:
+                with self._object(key).open("rb") as f:
+                    data = f.read(max_bytes + 1)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                metrics.storage_error("get_object")
+                raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
+            if len(data) > max_bytes:
+                raise TooLarge(f"object is larger than {max_bytes} bytes")
+            return data
+
+        return await asyncio.to_thread(read)
+
+    async def delete_object(self, key: str) -> None:
+        await asyncio.to_thread(self._object(key).unlink, True)
+
+    async def list_keys(
+        self, prefix: str, after: str | None = None, limit: int = 1000
+    ) -> list[str]:
+        def scan() -> list[str]:
+            base = self.root / "objects"
+            folder = base / prefix.rsplit("/", 1)[0] if "/" in prefix else base
+            if not folder.is_dir():
+                return []
+            keys = (
+                p.relative_to(base).as_posix()
+                for p in folder.rglob("*")
+                if p.is_file() and not p.name.startswith(".tmp-")
+            )
+            chosen = sorted(
+                k for k in keys if k.startswith(prefix) and (after is None or k > after)
+            )
+            return chosen[:limit]
+
+        return await asyncio.to_thread(scan)
+
     async def ping(self) -> None:
         ok = await asyncio.to_thread(os.access, self.root / "assets", os.R_OK | os.W_OK)
         if not ok:
+            metrics.storage_error("ping")
             raise StorageUnavailable("data dir is not readable and writable")
 
 
