@@ -67,7 +67,12 @@ class Runtime:
         originals = None
         if settings.storage.startswith("s3://"):
             storage = await stack.enter_async_context(
-                S3Storage.connect(settings.storage, settings.s3_endpoint, settings.s3_region)
+                S3Storage.connect(
+                    settings.storage,
+                    settings.s3_endpoint,
+                    settings.s3_region,
+                    settings.s3_timeout_s,
+                )
             )
             if settings.originals_cache_bytes:
                 originals = OriginalsCache(

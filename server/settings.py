@@ -128,6 +128,7 @@ class Settings:
     storage: str = "file"
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"
+    s3_timeout_s: float = 5.0
     variant_store: bool = True
     originals_cache_bytes: int = 1024 * MIB
     edge_purge_urls: tuple[str, ...] = ()
@@ -209,6 +210,11 @@ FIELDS: dict[str, FieldSpec] = {
         "S3 endpoint URL for S3-compatible servers (MinIO, SeaweedFS); empty: AWS",
     ),
     "s3_region": FieldSpec("IMGCDN_S3_REGION", lambda raw: raw or "us-east-1", "S3 region"),
+    "s3_timeout_s": FieldSpec(
+        "IMGCDN_S3_TIMEOUT_S",
+        _float(0.2, 60),
+        "deadline for one storage call, retries included: an outage answers 503 after it",
+    ),
     "variant_store": FieldSpec(
         "IMGCDN_VARIANT_STORE",
         _flag,

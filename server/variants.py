@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from server import formats, metrics
 from server.assets import get_meta, get_meta_or_stale
 from server.caching import Variant
-from server.errors import AssetNotFound, ImgcdnError, StorageUnavailable
+from server.errors import AssetNotFound, ImgcdnError
 from server.imaging import pipeline
 from server.imaging.inspect import SourceInfo
 from server.imaging.vips import Cancel
@@ -105,10 +105,12 @@ async def fetch(
     if cached is not None:
         metrics.cache_hit("memory")
         return cached, "stale" if resolved.stale else "hit-memory"
-    if resolved.stale:
-        raise StorageUnavailable("storage is unavailable and this variant is not cached here")
 
     async def work() -> tuple[Variant, str]:
+        if resolved.stale:
+            # Storage is down: skip the store, and render only if the original is in the
+            # local originals cache (_read raises 503 otherwise).
+            return await _render(rt, resolved, spec, timings), "stale"
         return await _from_store_or_render(rt, resolved, spec, timings)
 
     (variant, source), joined = await rt.flights.do(resolved.key, work)
@@ -145,6 +147,10 @@ async def _from_store_or_render(
         if stored is not None:
             return stored, "hit-store"
     try:
+        # Look again under the lock: the holder we waited for may have just stored it.
+        stored = await rt.store.get(meta.id, template, key)
+        if stored is not None:
+            return stored, "hit-store"
         variant = await _render(rt, resolved, spec, timings)
         await rt.store.put(key, variant)
     finally:

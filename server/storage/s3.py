@@ -9,6 +9,7 @@ error translated here: a missing key is AssetNotFound/None, anything else Storag
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -29,20 +30,23 @@ CHUNK = 256 * 1024
 
 
 class S3Storage:
-    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str, deadline_s: float = 5.0) -> None:
         self.client = client
+        self.deadline_s = deadline_s
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, url: str, endpoint: str, region: str) -> AsyncIterator[S3Storage]:
+    async def connect(
+        cls, url: str, endpoint: str, region: str, deadline_s: float
+    ) -> AsyncIterator[S3Storage]:
         """An S3Storage over one client for the life of the process (app lifespan)."""
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         config = Config(
-            connect_timeout=3,
-            read_timeout=10,
-            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=deadline_s / 2,
+            read_timeout=deadline_s / 2,
+            retries={"max_attempts": 2, "mode": "standard"},
             s3={"addressing_style": "path"},
             max_pool_connections=64,
         )
@@ -50,7 +54,7 @@ class S3Storage:
         async with session.create_client(
             "s3", endpoint_url=endpoint or None, region_name=region, config=config
         ) as client:
-            yield cls(client, bucket, prefix)
+            yield cls(client, bucket, prefix, deadline_s)
 
     def _key(self, *parts: str) -> str:
         key = self.prefix + "/".join(parts)
@@ -64,7 +68,10 @@ class S3Storage:
 
     async def _call(self, op: str, **kwargs: Any) -> Any:
         try:
-            return await getattr(self.client, op)(Bucket=self.bucket, **kwargs)
+            # One deadline over botocore's own timeouts and retries: a stalled server (a
+            # paused process accepts connections and never answers) cannot hold a request.
+            async with asyncio.timeout(self.deadline_s):
+                return await getattr(self.client, op)(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in MISSING:
@@ -84,7 +91,7 @@ class S3Storage:
             raise TooLarge(f"source is larger than {max_bytes} bytes")
         chunks, size = [], 0
         try:
-            async with response["Body"] as body:
+            async with asyncio.timeout(self.deadline_s), response["Body"] as body:
                 while chunk := await body.read(CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
