@@ -743,7 +743,9 @@ def test_head_gives_the_headers_and_length_without_a_body(uploaded):
 def test_if_none_match_gives_a_304_without_reading_the_original_or_rendering(
     make_client, monkeypatch
 ):
-    client = make_client(memory_cache_bytes=0, variant_store=False)  # no memory hit: only the 304 path avoids work
+    client = make_client(
+        memory_cache_bytes=0, variant_store=False
+    )  # no memory hit: only the 304 path avoids work
     upload(client, "photo.jpg", "photo.jpg")
     first = client.get("/t/_/photo.jpg?w=90")
     rendered(first)
