@@ -31,6 +31,7 @@ log = logging.getLogger("imgcdn.edge")
 
 FORMAT_CLASSES = ("avif", "webp", "other")  # nginx.conf's $imgcdn_format
 TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+REMEMBER_TIMEOUT_S = 1.0  # an image answer waits at most this for its index entry
 CONCURRENCY = 16
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,7 +69,8 @@ async def remember(rt: Runtime, raw_path: str, query: str, asset_id: str, templa
     doc = orjson.dumps({"uri": uri, "tags": list(tags)})
     name = _digest(uri)
     try:
-        await asyncio.gather(*(rt.storage.put_doc(_kind(tag), name, doc) for tag in tags))
+        async with asyncio.timeout(REMEMBER_TIMEOUT_S):
+            await asyncio.gather(*(rt.storage.put_doc(_kind(tag), name, doc) for tag in tags))
     except Exception:
         log.warning("edge: could not index %s under %s", uri, tags, exc_info=True)
 

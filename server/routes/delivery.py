@@ -58,7 +58,8 @@ async def deliver(request: Request) -> Response:
     variant, source = await variants.fetch(rt, resolved, spec, timings)
     headers["X-Cache"] = source
     _timing_headers(headers, timings, started)
-    await edge.remember(rt, raw_path.decode("latin-1"), query, asset_id, template.name)
+    if not resolved.stale:  # storage is down: no index write to wait for
+        await edge.remember(rt, raw_path.decode("latin-1"), query, asset_id, template.name)
     return Response(variant.body, media_type=variant.mime, headers=headers)
 
 
