@@ -108,9 +108,28 @@ class VariantStore:
     Keys: `variants/<sha256(asset id)[:16]>/<template>/<variant key>`, so purging an asset is
     one prefix; `locks/<variant key>` holds who renders and until when."""
 
-    def __init__(self, storage: Storage, enabled: bool) -> None:
+    def __init__(self, storage: Storage, enabled: bool, max_bytes: int = 0) -> None:
         self.storage = storage
         self.enabled = enabled
+        self.max_bytes = max_bytes  # 0: unbounded (an S3 lifecycle rule bounds it instead)
+
+    async def trim(self) -> int:
+        """Delete the least recently written variants until the store is within max_bytes
+        (down to 90 %, so trims are not back to back); the number deleted."""
+        if not self.enabled or not self.max_bytes:
+            return 0
+        objects = await self.storage.list_sizes("variants/")
+        total = sum(size for _, size, _ in objects)
+        if total <= self.max_bytes:
+            return 0
+        deleted = 0
+        for key, size, _ in sorted(objects, key=lambda o: o[2]):
+            if total <= self.max_bytes * 0.9:
+                break
+            await self.storage.delete_object(key)
+            total -= size
+            deleted += 1
+        return deleted
 
     @staticmethod
     def _asset_prefix(asset_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 from cachetools import LRUCache, TTLCache
 
 from server.caching import OriginalsCache, SingleFlight, Variant, VariantCache, VariantStore
+from server.errors import StorageUnavailable
 from server.imaging.inspect import SourceLimits
 from server.imaging.options import RenderOptions
 from server.imaging.vips import RenderPool
@@ -81,6 +83,10 @@ class Runtime:
         else:
             storage = LocalStorage(settings.data_dir)
         tokens = settings.admin_tokens or (admin_token_file(settings.data_dir),)
+        store = VariantStore(storage, settings.variant_store, settings.variant_store_bytes)
+        if store.enabled and store.max_bytes:
+            sweeper = asyncio.create_task(_sweep(store))
+            stack.callback(sweeper.cancel)
         pool = RenderPool(settings.render_threads, settings.max_queue, settings.render_timeout_s)
         stack.callback(pool.shutdown)  # graceful: in-flight renders finish
         return cls(
@@ -90,10 +96,22 @@ class Runtime:
             admin_tokens=tuple(t.encode() for t in tokens),
             variants=VariantCache(settings.memory_cache_bytes),
             templates=TemplateRegistry(storage, settings.meta_ttl_s),
-            store=VariantStore(storage, settings.variant_store),
+            store=store,
             originals=originals,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )
+
+
+async def _sweep(store: VariantStore, every_s: float = 60.0) -> None:
+    """Keep the variant store within its bound. Every worker sweeps; deletes are idempotent."""
+    while True:
+        try:
+            deleted = await store.trim()
+            if deleted:
+                log.info("variant store: trimmed %d least recently written variants", deleted)
+        except StorageUnavailable:
+            log.warning("variant store: storage unavailable, trim skipped")
+        await asyncio.sleep(every_s)
 
 
 def read_admin_token(data_dir: Path) -> str | None:

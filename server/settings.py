@@ -130,6 +130,7 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_timeout_s: float = 5.0
     variant_store: bool = True
+    variant_store_bytes: int = 10 * 1024 * MIB
     originals_cache_bytes: int = 1024 * MIB
     edge_purge_urls: tuple[str, ...] = ()
     admin_tokens: tuple[str, ...] = ()
@@ -219,6 +220,12 @@ FIELDS: dict[str, FieldSpec] = {
         "IMGCDN_VARIANT_STORE",
         _flag,
         "1: keep rendered variants in storage too (shared by every worker and replica)",
+    ),
+    "variant_store_bytes": FieldSpec(
+        "IMGCDN_VARIANT_STORE_BYTES",
+        _int(0, 2**50),
+        "bound on the variant store, trimmed every minute, least recently written first "
+        "(0: unbounded, e.g. when an S3 lifecycle rule expires variants/)",
     ),
     "originals_cache_bytes": FieldSpec(
         "IMGCDN_ORIGINALS_CACHE_BYTES",

@@ -263,3 +263,27 @@ def test_originals_from_s3_are_cached_on_local_disk_by_content_hash(make_client,
     client.get("/t/_/photo.jpg?w=50")
     cached = client.app.state.runtime.settings.data_dir / "cache" / "originals" / etag
     assert cached.read_bytes() == (IMAGES / "photo.jpg").read_bytes()
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_the_variant_store_is_trimmed_to_its_bound_oldest_first(make_client, s3_settings, backend):
+    s3 = {f: getattr(s3_settings, f) for f in ("storage", "s3_endpoint")} if backend == "s3" else {}
+    client = make_client(variant_store_bytes=1, **s3)  # a tiny bound: trim by hand below
+    store = client.app.state.runtime.store
+    store.max_bytes = 0  # no trimming while the variants are made
+    client.put("/v1/assets/photo.jpg", content=(IMAGES / "photo.jpg").read_bytes(), headers=AUTH)
+    for width in (50, 60, 70, 80):
+        assert client.get(f"/t/_/photo.jpg?w={width}").headers["x-cache"] == "miss"
+    portal_sizes = client.portal.call(store.storage.list_sizes, "variants/")
+    assert len(portal_sizes) == 4
+    newest_two = sum(s for _, s, _ in sorted(portal_sizes, key=lambda o: o[2])[2:])
+    store.max_bytes = int(newest_two / 0.9) + 1
+    deleted = client.portal.call(store.trim)
+    assert deleted == 2
+    left = client.portal.call(store.storage.list_sizes, "variants/")
+    assert sum(s for _, s, _ in left) <= store.max_bytes
+    if backend == "file":  # S3's LastModified has whole seconds: the four may tie there
+        oldest_first = sorted(portal_sizes, key=lambda o: o[2])
+        assert sorted(k for k, _, _ in left) == sorted(k for k, _, _ in oldest_first[2:])
+        k for k, _, _ in sorted(portal_sizes, key=lambda o: o[2])[2:]
+    )

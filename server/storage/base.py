@@ -78,5 +78,8 @@ class Storage(Protocol):
     ) -> list[str]:
         """Object keys under `prefix`, in order, after `after`."""
 
+    async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
+        """(key, bytes, modified unix time) of every object under `prefix`."""
+
     async def ping(self) -> None:
         """Return when the backend can serve reads, or raise StorageUnavailable."""

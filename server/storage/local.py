@@ -202,6 +202,21 @@ class LocalStorage:
 
         return await asyncio.to_thread(scan)
 
+    async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
+        def scan() -> list[tuple[str, int, float]]:
+            base = self.root / "objects"
+            found = []
+            for path in (base / prefix).rglob("*"):
+                if path.is_file() and not path.name.startswith(".tmp-"):
+                    with contextlib.suppress(FileNotFoundError):
+                        stat = path.stat()
+                        found.append(
+                            (path.relative_to(base).as_posix(), stat.st_size, stat.st_mtime)
+                        )
+            return found
+
+        return await asyncio.to_thread(scan)
+
     async def ping(self) -> None:
         ok = await asyncio.to_thread(os.access, self.root / "assets", os.R_OK | os.W_OK)
         if not ok:

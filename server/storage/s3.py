@@ -142,6 +142,22 @@ class S3Storage:
             }
         return keys
 
+    async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
+        found: list[tuple[str, int, float]] = []
+        kwargs: dict[str, Any] = {"Prefix": self.prefix + prefix}
+        while True:
+            page = await self._call("list_objects_v2", MaxKeys=1000, **kwargs)
+            found += [
+                (o["Key"][len(self.prefix) :], int(o["Size"]), o["LastModified"].timestamp())
+                for o in page.get("Contents", [])
+            ]
+            if not page.get("IsTruncated"):
+                return found
+            kwargs = {
+                "Prefix": self.prefix + prefix,
+                "ContinuationToken": page["NextContinuationToken"],
+            }
+
     # --- the Storage protocol -------------------------------------------------------------
 
     async def put(self, meta: AssetMeta, data: bytes) -> None:
