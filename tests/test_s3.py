@@ -285,5 +285,3 @@ def test_the_variant_store_is_trimmed_to_its_bound_oldest_first(make_client, s3_
     if backend == "file":  # S3's LastModified has whole seconds: the four may tie there
         oldest_first = sorted(portal_sizes, key=lambda o: o[2])
         assert sorted(k for k, _, _ in left) == sorted(k for k, _, _ in oldest_first[2:])
-        k for k, _, _ in sorted(portal_sizes, key=lambda o: o[2])[2:]
-    )
