@@ -116,3 +116,36 @@ class SourceFetchFailed(ImgcdnError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, param="url")
+
+
+class InvalidSignature(ImgcdnError):
+    status, code, report = 403, "invalid_signature", False
+
+
+class UrlExpired(ImgcdnError):
+    status, code, report = 403, "url_expired", False
+
+
+class SignatureRequired(ImgcdnError):
+    status, code, report = 403, "signature_required", False
+
+
+class InvalidTemplate(ImgcdnError):
+    status, code, report = 422, "invalid_template", False
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message, param=field_name)
+
+
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no template {name!r}", param="template")
+
+
+class ParamNotAllowed(ImgcdnError):
+    status, code, report = 403, "param_not_allowed", False
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message, param=name)

@@ -15,21 +15,9 @@ from collections.abc import Sequence
 
 from itsdangerous import Signer
 
-from server.errors import ImgcdnError, InvalidParam
+from server.errors import InvalidParam, InvalidSignature, UrlExpired
 
 SALT = "imgcdn.url"
-
-
-class InvalidSignature(ImgcdnError):
-    status, code, report = 403, "invalid_signature", False
-
-
-class UrlExpired(ImgcdnError):
-    status, code, report = 403, "url_expired", False
-
-
-class SignatureRequired(ImgcdnError):
-    status, code, report = 403, "signature_required", False
 
 
 def _signer(key: str) -> Signer:

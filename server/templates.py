@@ -18,10 +18,11 @@ from cachetools import TTLCache
 
 from server.errors import (
     AssetNotFound,
-    ImgcdnError,
     InvalidParam,
-    NotFound,
+    InvalidTemplate,
+    ParamNotAllowed,
     StorageUnavailable,
+    TemplateNotFound,
 )
 from server.imaging import watermark as wm
 from server.spec import PARAM_NAMES, Limits, parse_params, validate_template_name
@@ -31,27 +32,6 @@ KIND = "templates"
 ALLOWABLE = PARAM_NAMES - {"sig", "exp"}
 NUMERIC = frozenset({"w", "h", "dpr", "q", "rot", "blur", "sharpen", "trim", "maxbytes"})
 MAX_CACHE_CONTROL = 256
-
-
-class InvalidTemplate(ImgcdnError):
-    status, code, report = 422, "invalid_template", False
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message, param=field_name)
-
-
-class TemplateNotFound(NotFound):
-    code = "template_not_found"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no template {name!r}", param="template")
-
-
-class ParamNotAllowed(ImgcdnError):
-    status, code, report = 403, "param_not_allowed", False
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(message, param=name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -63,6 +64,16 @@ def uploaded(client: TestClient) -> TestClient:
     for name in ("photo.jpg", "orient6.jpg", "cmyk.jpg", "p3.jpg", "alpha.png", "anim.gif"):
         upload(client, name, name)
     return client
+
+
+def error_body(r: httpx.Response, status: int) -> dict[str, Any]:
+    """The SPEC §4 error body of `r`, after checking its status and headers."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = r.json()["error"]
+    assert body["code"] and body["message"]
+    return body
 
 
 def decode(body: bytes) -> pyvips.Image:

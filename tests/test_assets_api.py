@@ -15,19 +15,10 @@ import httpx2
 import pytest
 import pyvips
 from conftest import AUTH, IMAGES, decode, upload
+from conftest import error_body as error
 from starlette.testclient import TestClient
 
 ASSET_KEYS = {"id", "url", "mime", "width", "height", "bytes", "etag", "created_at"}
-
-
-def error(r: httpx2.Response, status: int) -> dict[str, Any]:
-    """The SPEC §4 error body of `r`, after checking its status and headers."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    assert r.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = r.json()["error"]
-    assert body["code"] and body["message"]
-    return body
 
 
 def webp_bytes() -> bytes:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx2
 import pytest
 from conftest import AUTH, decode, upload
+from conftest import error_body as error
 from itsdangerous import Signer
 from starlette.testclient import TestClient
 
@@ -41,16 +42,6 @@ def reference_sig(secret: str, message: str) -> str:
 def signed_with(secret: str, path_and_query: str) -> str:
     glue = "&" if "?" in path_and_query else "?"
     return f"{path_and_query}{glue}sig={reference_sig(secret, path_and_query)}"
-
-
-def error(r: httpx2.Response, status: int) -> dict[str, Any]:
-    """The SPEC §4 error body of `r`, after checking its status and headers."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    assert r.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = r.json()["error"]
-    assert body["code"] and body["message"]
-    return body
 
 
 def width_of(r: httpx2.Response) -> int:

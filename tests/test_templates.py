@@ -10,22 +10,13 @@ import httpx2
 import pytest
 import pyvips
 from conftest import AUTH, decode, upload
+from conftest import error_body as error
 from starlette.testclient import TestClient
 
 from server import signing
 
 KEY = "template-test-signing-key-0123456789"
 TEMPLATE_KEYS = {"name", "params", "allow", "public", "cache_control", "version", "updated_at"}
-
-
-def error(r: httpx2.Response, status: int) -> dict[str, Any]:
-    """The SPEC §4 error body of `r`, after checking its status and headers."""
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    assert r.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = r.json()["error"]
-    assert body["code"] and body["message"]
-    return body
 
 
 def put(client: TestClient, name: str, body: Any) -> httpx2.Response:

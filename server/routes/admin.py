@@ -40,17 +40,7 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     multipart = content_type.startswith("multipart/form-data")
     cap = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise TooLarge(f"upload is {declared} bytes, the limit is {max_bytes}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise TooLarge(f"upload is over the {max_bytes} byte limit")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_body(request, cap, max_bytes)
     if not multipart:
         if not body:
             raise BadRequest("empty body: send the image bytes, or multipart field 'file'")
@@ -81,16 +71,27 @@ async def _multipart_file(request: Request, body: bytes, max_bytes: int) -> byte
     return data
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
+async def read_body(request: Request, cap: int, limit: int | None = None) -> bytes:
+    """The request body, refused (413) past `cap` bytes: from Content-Length before reading,
+    and again while it streams in. `limit` is the figure the error names (default cap)."""
+    shown = limit if limit is not None else cap
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise TooLarge(f"body is {declared} bytes, the limit is {shown}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > max_bytes:
-            raise TooLarge(f"request body is over {max_bytes} bytes")
+        if size > cap:
+            raise TooLarge(f"body is over the {shown} byte limit")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    body = await read_body(request, max_bytes)
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}", param="body") from None
 

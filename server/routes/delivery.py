@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import edge, signing, variants
-from server.errors import InvalidParam
+from server.errors import InvalidParam, SignatureRequired
 from server.runtime import Runtime
 from server.spec import parse_params, query_pairs, validate_id, validate_template_name
 from server.templates import NO_TEMPLATE, Template
@@ -66,7 +66,7 @@ async def deliver(request: Request) -> Response:
 def _check_unsigned(rt: Runtime, template: Template, url_params: dict[str, str]) -> None:
     if rt.settings.unsigned_policy == "public-templates" and not template.public:
         what = "this template" if template is not NO_TEMPLATE else "a URL without a template"
-        raise signing.SignatureRequired(f"{what} needs a signed URL")
+        raise SignatureRequired(f"{what} needs a signed URL")
     if template is not NO_TEMPLATE:
         template.check_allowed(url_params)
 

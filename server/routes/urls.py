@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import assets, edge, urls, variants
-from server.errors import BadRequest, InvalidParam
+from server.errors import BadRequest, InvalidParam, ParamNotAllowed
 from server.json import NO_STORE, json_response
 from server.routes.admin import authorize, read_json
 from server.runtime import Runtime
 from server.spec import parse_params, validate_id, validate_template_name
-from server.templates import NO_TEMPLATE, ParamNotAllowed, Template, scalar
+from server.templates import NO_TEMPLATE, Template, scalar
 
 
 async def post_urls(request: Request) -> Response:
