@@ -63,17 +63,9 @@ class LocalStorage:
         return await asyncio.to_thread(self._get, meta, max_bytes)
 
     def _get(self, meta: AssetMeta, max_bytes: int) -> bytes:
-        path = self._folder(meta.id) / f"{meta.etag}.bin"
-        try:
-            with path.open("rb") as f:
-                data = f.read(max_bytes + 1)
-        except FileNotFoundError:
-            raise AssetNotFound(meta.id) from None
-        except OSError as exc:
-            metrics.storage_error("get")
-            raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
-        if len(data) > max_bytes:
-            raise TooLarge(f"source is larger than {max_bytes} bytes")
+        data = _read_capped(self._folder(meta.id) / f"{meta.etag}.bin", max_bytes, "get", "source")
+        if data is None:
+            raise AssetNotFound(meta.id)
         return data
 
     async def delete(self, asset_id: str) -> bool:
@@ -164,20 +156,9 @@ class LocalStorage:
             os.unlink(tmp)
 
     async def get_object(self, key: str, max_bytes: int = 2**31) -> bytes | None:
-        def read() -> bytes | None:
-            try:
-                with self._object(key).open("rb") as f:
-                    data = f.read(max_bytes + 1)
-            except FileNotFoundError:
-                return None
-            except OSError as exc:
-                metrics.storage_error("get_object")
-                raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
-            if len(data) > max_bytes:
-                raise TooLarge(f"object is larger than {max_bytes} bytes")
-            return data
-
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(
+            _read_capped, self._object(key), max_bytes, "get_object", "object"
+        )
 
     async def delete_object(self, key: str) -> None:
         await asyncio.to_thread(self._object(key).unlink, True)
@@ -222,6 +203,21 @@ class LocalStorage:
         if not ok:
             metrics.storage_error("ping")
             raise StorageUnavailable("data dir is not readable and writable")
+
+
+def _read_capped(path: Path, max_bytes: int, op: str, what: str) -> bytes | None:
+    """A file's bytes (None when absent), refused past `max_bytes` without reading it all."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        metrics.storage_error(op)
+        raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
+    if len(data) > max_bytes:
+        raise TooLarge(f"{what} is larger than {max_bytes} bytes")
+    return data
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
