@@ -69,6 +69,10 @@ CACHE_HITS = Counter(
 CACHE_MISSES = Counter(
     "imgcdn_cache_misses_total", "Variant requests that found the variant in no cache"
 )
+SOURCE_READS = Counter(
+    "imgcdn_source_reads_total",
+    "Originals read for a render, from storage or the local originals cache",
+)
 COALESCED_WAITS = Counter(
     "imgcdn_coalesced_waits_total", "Misses that waited on an identical render in flight"
 )
@@ -122,6 +126,10 @@ def cache_hit(level: CacheLevel) -> None:
 
 def cache_miss() -> None:
     CACHE_MISSES.inc()
+
+
+def source_read() -> None:
+    SOURCE_READS.inc()
 
 
 def coalesced() -> None:

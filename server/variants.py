@@ -159,6 +159,7 @@ async def _from_store_or_render(
 
 
 async def _read(rt: Runtime, meta: AssetMeta) -> bytes:
+    metrics.source_read()
     if rt.originals is not None:
         cached = await rt.originals.get(meta.etag)
         if cached is not None:

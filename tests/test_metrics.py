@@ -143,6 +143,7 @@ def test_route_labels_are_templates_so_no_asset_id_reaches_the_metrics(client):
         (lambda: metrics.cache_hit("store"), "imgcdn_cache_hits_total", {"level": "store"}),
         (metrics.cache_miss, "imgcdn_cache_misses_total", {}),
         (metrics.coalesced, "imgcdn_coalesced_waits_total", {}),
+        (metrics.source_read, "imgcdn_source_reads_total", {}),
         (lambda: metrics.storage_error("get"), "imgcdn_storage_errors_total", {"op": "get"}),
         (
             lambda: metrics.render_observed("avif", 0.2),
