@@ -11,6 +11,7 @@ import email.utils
 import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -749,7 +750,9 @@ def test_if_none_match_gives_a_304_without_reading_the_original_or_rendering(
     upload(client, "photo.jpg", "photo.jpg")
     first = client.get("/t/_/photo.jpg?w=90")
     rendered(first)
-    reads = count_calls(monkeypatch, client.app.state.runtime.storage, "get")
+    storage = client.app.state.runtime.storage
+    gets = count_calls(monkeypatch, storage, "get")
+    paths = count_calls(monkeypatch, storage, "local_path")  # libvips reads the file itself
     renders = count_calls(monkeypatch, pipeline, "render")
 
     r = client.get("/t/_/photo.jpg?w=90", headers={"If-None-Match": first.headers["etag"]})
@@ -757,11 +760,11 @@ def test_if_none_match_gives_a_304_without_reading_the_original_or_rendering(
     assert r.content == b""
     assert r.headers["etag"] == first.headers["etag"]
     assert r.headers["cache-control"] == first.headers["cache-control"]
-    assert (len(reads), len(renders)) == (0, 0)
+    assert (len(gets) + len(paths), len(renders)) == (0, 0)
 
     # The counters do count: without If-None-Match the same URL reads and renders.
     rendered(client.get("/t/_/photo.jpg?w=90"))
-    assert (len(reads), len(renders)) == (1, 1)
+    assert (len(gets) + len(paths), len(renders)) == (1, 1)
 
 
 def test_if_none_match_answers_304_even_with_the_original_gone(make_client):
@@ -777,6 +780,37 @@ def test_if_none_match_answers_304_even_with_the_original_gone(make_client):
     assert r.status_code == 304
     assert r.content == b""
     assert client.get("/t/_/photo.jpg?w=90").status_code != 200  # it really is gone
+
+
+def test_a_local_original_is_rendered_from_its_file_not_read_into_python(make_client, monkeypatch):
+    client = make_client(memory_cache_bytes=0, variant_store=False)
+    upload(client, "photo.jpg", "photo.jpg")
+    gets = count_calls(monkeypatch, client.app.state.runtime.storage, "get")
+    assert size(rendered(client.get("/t/_/photo.jpg?w=90"))) == (90, 68)
+    assert gets == []
+
+
+def test_an_original_file_gone_mid_request_is_a_404_not_a_500(make_client, monkeypatch):
+    client = make_client(memory_cache_bytes=0, variant_store=False)
+    upload(client, "photo.jpg", "photo.jpg")
+    storage = client.app.state.runtime.storage
+    # Deleted (or replaced: the old etag's file goes) after the metadata was read.
+    monkeypatch.setattr(storage, "local_path", lambda meta: Path("/nonexistent/x.bin"))
+    r = client.get("/t/_/photo.jpg?w=90")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "asset_not_found"
+
+
+def test_an_unreadable_original_file_is_a_503_with_retry_after(make_client, monkeypatch, tmp_path):
+    client = make_client(memory_cache_bytes=0, variant_store=False)
+    upload(client, "photo.jpg", "photo.jpg")
+    broken = tmp_path / "torn.bin"
+    broken.write_bytes((IMAGES / "photo.jpg").read_bytes()[:64])  # a disk that lost the rest
+    monkeypatch.setattr(client.app.state.runtime.storage, "local_path", lambda meta: broken)
+    r = client.get("/t/_/photo.jpg?w=90")
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "storage_unavailable"
+    assert int(r.headers["retry-after"]) > 0
 
 
 @pytest.mark.parametrize("form", ["{etag}", "W/{etag}", '"other", {etag}', "*"])

@@ -7,6 +7,7 @@ declare 20000 x 20000 pixels, and only its header is read before it is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyvips
@@ -61,17 +62,31 @@ def sniff(data: bytes) -> str:
     raise UnsupportedFormat("source is not a JPEG, PNG, WebP, GIF, AVIF or HEIC image")
 
 
-def header(data: bytes, kind: str, **options: Any) -> pyvips.Image:
-    """A lazy image over `data` through the loader for `kind`: only the header is read."""
-    loader = {
-        "jpeg": pyvips.Image.jpegload_buffer,
-        "png": pyvips.Image.pngload_buffer,
-        "gif": pyvips.Image.gifload_buffer,
-        "webp": pyvips.Image.webpload_buffer,
-        "heif": pyvips.Image.heifload_buffer,
-    }[kind]
+_BUFFER_LOADERS = {
+    "jpeg": pyvips.Image.jpegload_buffer,
+    "png": pyvips.Image.pngload_buffer,
+    "gif": pyvips.Image.gifload_buffer,
+    "webp": pyvips.Image.webpload_buffer,
+    "heif": pyvips.Image.heifload_buffer,
+}
+# The same loaders over a file (the kind was sniffed from its bytes at upload, so the file
+# name's lack of an extension does not matter).
+_FILE_LOADERS = {
+    "jpeg": pyvips.Image.jpegload,
+    "png": pyvips.Image.pngload,
+    "gif": pyvips.Image.gifload,
+    "webp": pyvips.Image.webpload,
+    "heif": pyvips.Image.heifload,
+}
+
+
+def header(source: bytes | Path, kind: str, **options: Any) -> pyvips.Image:
+    """A lazy image over `source` (bytes, or a local file) through the loader for `kind`:
+    only the header is read."""
     try:
-        return loader(data, **options)
+        if isinstance(source, Path):
+            return _FILE_LOADERS[kind](str(source), **options)
+        return _BUFFER_LOADERS[kind](source, **options)
     except pyvips.Error as exc:
         raise Undecodable(f"source cannot be decoded as {kind}: {_first_line(exc)}") from exc
 

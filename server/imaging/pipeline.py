@@ -1,4 +1,4 @@
-"""The render: source bytes + TransformSpec -> encoded variant. Runs in a render thread.
+"""The render: source (bytes or a file) + TransformSpec -> encoded variant, in a render thread.
 
 The pipeline is an ordered list of steps over one frame; an animation runs the same steps
 on each frame. Each step returns early when it has nothing to do, so the common job (a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pyvips
@@ -51,7 +52,7 @@ Step = Callable[[pyvips.Image, Job], pyvips.Image]
 
 
 def render(
-    data: bytes,
+    data: bytes | Path,
     info: SourceInfo,
     spec: TransformSpec,
     fmt: Format,

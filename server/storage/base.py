@@ -9,6 +9,7 @@ changes the bytes behind metadata a reader already holds.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -44,6 +45,11 @@ class Storage(Protocol):
 
     async def get(self, meta: AssetMeta, max_bytes: int) -> bytes:
         """The original `meta` describes, or AssetNotFound if it was replaced since."""
+
+    def local_path(self, meta: AssetMeta) -> Path | None:
+        """The original as a file on this machine, for libvips to read itself, or None when
+        the backend is remote. Replacing the asset removes the file, but a reader that has
+        it open keeps reading the old bytes."""
 
     async def delete(self, asset_id: str) -> bool:
         """Remove an asset; False when there was none (deleting is idempotent)."""

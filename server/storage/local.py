@@ -68,6 +68,9 @@ class LocalStorage:
             raise AssetNotFound(meta.id)
         return data
 
+    def local_path(self, meta: AssetMeta) -> Path:
+        return self._folder(meta.id) / f"{meta.etag}.bin"
+
     async def delete(self, asset_id: str) -> bool:
         return await asyncio.to_thread(self._delete, asset_id)
 

@@ -223,5 +223,8 @@ class S3Storage:
         await self._call("delete_object", Key=self._key("docs", kind, f"{name}.json"))
         return existed
 
+    def local_path(self, meta: AssetMeta) -> None:
+        return None  # remote: originals come through get() and the originals cache
+
     async def ping(self) -> None:
         await self._call("head_bucket")
