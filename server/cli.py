@@ -119,6 +119,12 @@ def serve_forever(
                 tempfile.TemporaryDirectory(prefix="imgcdn-metrics-", ignore_cleanup_errors=True)
             )
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+            if settings.render_threads == Settings().render_threads:
+                # 2 x cores renders at once keeps the cores busy; that many in every worker
+                # only adds memory (bench/run.py, 24 MP renders at c=16: 330 MB a worker
+                # against 236, for the same throughput).
+                share = max(1, -(-settings.render_threads // workers))
+                os.environ["IMGCDN_RENDER_THREADS"] = str(share)
         uvicorn.run(
             "server.app:create_app_from_env",
             factory=True,

@@ -95,3 +95,34 @@ def test_upload_with_a_wrong_token_fails_clearly(live_server):
     out = run("upload", str(IMAGES / "photo.jpg"), "--url", live_server, "--token", "x" * 20)
     assert out.returncode == 1
     assert "401" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("workers", "configured", "expected"),
+    [
+        (2, None, str(-(-2 * (os.cpu_count() or 1) // 2))),  # 2 x cores, shared
+        (3, None, str(-(-2 * (os.cpu_count() or 1) // 3))),
+        (2, 7, None),  # set by the operator: every worker gets what was asked
+        (1, None, None),
+    ],
+)
+def test_serve_divides_the_default_render_threads_among_workers(
+    monkeypatch, tmp_path, workers, configured, expected
+):
+    import uvicorn
+
+    from server import cli
+    from server.settings import Settings
+
+    for name in ("IMGCDN_RENDER_THREADS", "PROMETHEUS_MULTIPROC_DIR"):  # serve sets both
+        monkeypatch.setenv(name, "")  # so the test's end restores them, even when unset
+        monkeypatch.delenv(name)
+    seen: list[str | None] = []
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *a, **k: seen.append(os.environ.get("IMGCDN_RENDER_THREADS"))
+    )
+    settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,))
+    if configured is not None:
+        settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,), render_threads=configured)
+    assert cli.serve_forever(settings, "127.0.0.1", 0, workers, None) == 0
+    assert seen == [expected]

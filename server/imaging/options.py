@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
     shrink_rule: str = "fast"
-    jpeg_preset: str = "balanced"
+    jpeg_preset: str = "fast"
     avif_effort: int = 0
     max_side: int = 8192
     max_pixels: int = 40_000_000
