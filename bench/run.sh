@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The benchmark, from a fresh checkout: installs what it needs (wrk and nginx from Debian,
+# the repo's venv, thumbor 7.8 in its own venv under bench/.peers), then runs every scenario
+# (bench/run.py; its options pass through, e.g. --seconds 20 or --only cold).
+# About 10 minutes on 2 cores. Results: bench/results/<time>/results.{md,json}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_http_cache_purge_module.so ] || missing+=(libnginx-mod-http-cache-purge)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -x .venv/bin/imgcdn ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q -e . >/dev/null
+fi
+PEERS=${BENCH_PEERS:-bench/.peers}
+if [ ! -x "$PEERS/thumbor-venv/bin/thumbor" ]; then
+  python3 -m venv "$PEERS/thumbor-venv"
+  "$PEERS/thumbor-venv/bin/pip" install -q thumbor==7.8.0 >/dev/null
+fi
+export BENCH_PEERS=$PEERS
+exec .venv/bin/python bench/run.py "$@"
