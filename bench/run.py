@@ -325,6 +325,11 @@ class Bench:
         result = load.wrk_run(base, paths, connections, self.seconds, pid, header)
         return self.record(scenario, label, result, job)
 
+    def cold(self, scenario: str, label: str, server: Imgcdn, job: str, c: int) -> None:
+        """A cold run of `job` on `server`: fresh URLs, judged against the job's limit."""
+        photo, query = COLD[job]
+        self.wrk(scenario, label, server.base, self.cold_paths(photo, query), c, server.pid, job)
+
 
 COLD = {  # job -> (photo, query)
     "jpeg-800": ("photo-12mp.jpg", "w=800&fmt=jpeg&q=80"),
@@ -353,18 +358,9 @@ def run_main(b: Bench, peer: tuple[str, int] | None, work: Path) -> None:
             log("== cold renders (every URL distinct through v) against the limit")
             for job in ("jpeg-800", "webp-800", "avif-800", "jpeg-1600-24mp"):
                 b.limit(job)
-                photo, query = COLD[job]
                 for c in (4, 16):
-                    b.wrk(
-                        "cold",
-                        f"imgcdn {job}",
-                        server.base,
-                        b.cold_paths(photo, query),
-                        c,
-                        server.pid,
-                        job,
-                    )
-                fmt = query.split("fmt=")[1].split("&")[0]
+                    b.cold("cold", f"imgcdn {job}", server, job, c)
+                fmt = COLD[job][1].split("fmt=")[1].split("&")[0]
                 if peer and fmt in ("jpeg", "webp") and "24mp" not in job:
                     for c in (4, 16):
                         b.serial += 1
@@ -376,16 +372,7 @@ def run_main(b: Bench, peer: tuple[str, int] | None, work: Path) -> None:
             log("== scaling: cold JPEG 800 px from 2, 12 and 24 MP (c=4)")
             for job in ("jpeg-800-2mp", "jpeg-800", "jpeg-800-24mp"):
                 b.limit(job)
-                photo, query = COLD[job]
-                b.wrk(
-                    "scaling",
-                    f"imgcdn {job}",
-                    server.base,
-                    b.cold_paths(photo, query),
-                    4,
-                    server.pid,
-                    job,
-                )
+                b.cold("scaling", f"imgcdn {job}", server, job, 4)
         if b.wanted("latency"):
             log("== latency at a fixed rate (open loop): cold JPEG at half its c=4 throughput")
             c4 = next((r["rps"] for r in b.rows if r["label"] == "imgcdn jpeg-800"), 20.0)
@@ -445,8 +432,8 @@ def run_main(b: Bench, peer: tuple[str, int] | None, work: Path) -> None:
 
 
 def run_settings(b: Bench) -> None:
-    """The two speed settings against their alternatives: the shrink-on-load rule and the
-    JPEG preset (each default is the first of its pair, measured above)."""
+    """The alternatives to the two speed defaults (shrink rule and JPEG preset, both `fast`,
+    which the cold runs above measure), each against the same limit."""
     if not b.wanted("settings"):
         return
     runs = [
@@ -455,20 +442,13 @@ def run_settings(b: Bench) -> None:
     ]
     for name, value, jobs in runs:
         log(f"== {name}={value} against the limit")
+        limited: set[str] = set()
         with imgcdn(**{name: value}) as server:
             for job, c in jobs:
-                if c == 4 or job not in {j for j, k in jobs if k == 4}:
+                if job not in limited:  # once per job and setting, before its runs
                     b.limit(job)
-                photo, query = COLD[job]
-                b.wrk(
-                    "settings",
-                    f"imgcdn {job}, {name}={value}",
-                    server.base,
-                    b.cold_paths(photo, query),
-                    c,
-                    server.pid,
-                    job,
-                )
+                    limited.add(job)
+                b.cold("settings", f"imgcdn {job}, {name}={value}", server, job, c)
 
 
 def run_store(b: Bench) -> None:
