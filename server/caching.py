@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import os
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +105,7 @@ class VariantStore:
     that lets one of them render a cold variant while the others wait for it.
 
     Keys: `variants/<sha256(asset id)[:16]>/<template>/<variant key>`, so purging an asset is
-    one prefix; `locks/<variant key>` holds who renders and until when."""
+    one prefix; the render lock is the storage's (`Storage.lock`)."""
 
     def __init__(self, storage: Storage, enabled: bool, max_bytes: int = 0) -> None:
         self.storage = storage
@@ -164,26 +163,12 @@ class VariantStore:
         await self.storage.put_object(self._path(variant.asset_id, variant.template, key), blob)
 
     async def lock(self, key: str, ttl_s: float) -> bool:
-        """Take the render lock for `key`, or False while someone else holds it. A lock past
-        its time (its holder died) is broken, so a crash never blocks a variant for good."""
-        if not self.enabled:
-            return True
-        path = f"locks/{key}"
-        body = orjson.dumps({"until": time.time() + ttl_s})
-        if await self.storage.put_object(path, body, exclusive=True):
-            return True
-        held = await self.storage.get_object(path)
-        if held is not None and orjson.loads(held).get("until", 0) > time.time():
-            return False
-        await self.storage.delete_object(path)
-        return await self.storage.put_object(path, body, exclusive=True)
-
-    async def locked(self, key: str) -> bool:
-        return self.enabled and await self.storage.get_object(f"locks/{key}") is not None
+        """Take the render lock for `key`, or False while another process renders it."""
+        return not self.enabled or await self.storage.lock(f"render-{key}", ttl_s)
 
     async def unlock(self, key: str) -> None:
         if self.enabled:
-            await self.storage.delete_object(f"locks/{key}")
+            await self.storage.unlock(f"render-{key}")
 
     async def purge(self, asset_id: str | None = None, template: str | None = None) -> set[str]:
         """Delete stored variants of an asset or a template; their variant keys."""

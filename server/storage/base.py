@@ -84,6 +84,14 @@ class Storage(Protocol):
     ) -> list[str]:
         """Object keys under `prefix`, in order, after `after`."""
 
+    async def lock(self, name: str, ttl_s: float) -> bool:
+        """Take the lock `name`, shared by every process on this storage, or False while
+        another holder has it. A holder that dies loses it: at once on a local folder, after
+        `ttl_s` on S3, so a crash never blocks a lock for good."""
+
+    async def unlock(self, name: str) -> None:
+        """Release a lock this process took; a no-op for one it does not hold."""
+
     async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
         """(key, bytes, modified unix time) of every object under `prefix`."""
 

@@ -1,8 +1,8 @@
 """The S3 backend (aiobotocore): the state replicas share.
 
 Layout under `s3://bucket/prefix`: `meta/<id>` (JSON, the commit point of an asset),
-`originals/<sha256(id)>/<etag>`, `docs/<kind>/<name>.json`, `variants/...` and `locks/...`
-(see caching.py). One client per process, bounded timeouts and retries, and every botocore
+`originals/<sha256(id)>/<etag>`, `docs/<kind>/<name>.json`, `variants/...` (see caching.py)
+and `locks/<name>`. One client per process, bounded timeouts and retries, and every botocore
 error translated here: a missing key is AssetNotFound/None, anything else StorageUnavailable
 (503 with Retry-After).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -141,6 +142,22 @@ class S3Storage:
                 "ContinuationToken": page["NextContinuationToken"],
             }
         return keys
+
+    async def lock(self, name: str, ttl_s: float) -> bool:
+        """`locks/<name>`, written only if absent (a conditional PUT), saying until when it
+        holds. One past its time (its holder died) is broken and taken."""
+        key = f"locks/{name}"
+        body = orjson.dumps({"until": time.time() + ttl_s})
+        if await self.put_object(key, body, exclusive=True):
+            return True
+        held = await self.get_object(key)
+        if held is not None and orjson.loads(held).get("until", 0) > time.time():
+            return False
+        await self.delete_object(key)
+        return await self.put_object(key, body, exclusive=True)
+
+    async def unlock(self, name: str) -> None:
+        await self.delete_object(f"locks/{name}")
 
     async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
         found: list[tuple[str, int, float]] = []
