@@ -406,6 +406,12 @@ def test_replacing_or_deleting_an_asset_purges_the_edge(photo):
         after = photo.get(url)
         assert after.headers["x-cache-status"] == "MISS"
         assert after.headers["etag"] != before.headers["etag"]
+        # The new entry has the old one's file name: a hit must open the new file, not
+        # the old one's descriptor from nginx's open-file cache.
+        again = photo.get(url)
+        assert again.headers["x-cache-status"] == "HIT"
+        assert again.headers["etag"] == after.headers["etag"]
+        assert again.content == after.content != before.content
         assert api.delete("/v1/assets/photo.jpg").status_code == 204
     gone = photo.get(url)
     assert gone.status_code == 404
