@@ -8,6 +8,7 @@ changes the bytes behind metadata a reader already holds.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,8 +93,9 @@ class Storage(Protocol):
     async def unlock(self, name: str) -> None:
         """Release a lock this process took; a no-op for one it does not hold."""
 
-    async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
-        """(key, bytes, modified unix time) of every object under `prefix`."""
+    def scan_sizes(self, prefix: str) -> AsyncIterator[tuple[str, int, float]]:
+        """(key, bytes, modified unix time) of every object under `prefix`, a folder or a
+        page at a time, so a scan of a large store never holds all of it in memory."""
 
     async def ping(self) -> None:
         """Return when the backend can serve reads, or raise StorageUnavailable."""

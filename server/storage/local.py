@@ -16,6 +16,7 @@ import hashlib
 import os
 import tempfile
 import zlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -197,20 +198,13 @@ class LocalStorage:
 
         return await asyncio.to_thread(scan)
 
-    async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
-        def scan() -> list[tuple[str, int, float]]:
-            base = self.root / "objects"
-            found = []
-            for path in (base / prefix).rglob("*"):
-                if path.is_file() and not path.name.startswith(".tmp-"):
-                    with contextlib.suppress(FileNotFoundError):
-                        stat = path.stat()
-                        found.append(
-                            (path.relative_to(base).as_posix(), stat.st_size, stat.st_mtime)
-                        )
-            return found
-
-        return await asyncio.to_thread(scan)
+    async def scan_sizes(self, prefix: str) -> AsyncIterator[tuple[str, int, float]]:
+        base = self.root / "objects"
+        walker = os.walk(base / prefix)  # one folder (an asset's template) per step
+        while (step := await asyncio.to_thread(next, walker, None)) is not None:
+            folder, _, files = step
+            for entry in await asyncio.to_thread(_sizes, base, Path(folder), files):
+                yield entry
 
     async def lock(self, name: str, ttl_s: float) -> bool:
         """An exclusive `flock` on one of LOCK_FILES files, which the kernel drops when its
@@ -249,6 +243,18 @@ class LocalStorage:
         if not ok:
             metrics.storage_error("ping")
             raise StorageUnavailable("data dir is not readable and writable")
+
+
+def _sizes(base: Path, folder: Path, files: list[str]) -> list[tuple[str, int, float]]:
+    found = []
+    for name in files:
+        if not name.startswith(".tmp-"):
+            with contextlib.suppress(FileNotFoundError):
+                stat = (folder / name).stat()
+                found.append(
+                    ((folder / name).relative_to(base).as_posix(), stat.st_size, stat.st_mtime)
+                )
+    return found
 
 
 def _read_capped(path: Path, max_bytes: int, op: str, what: str) -> bytes | None:

@@ -159,17 +159,14 @@ class S3Storage:
     async def unlock(self, name: str) -> None:
         await self.delete_object(f"locks/{name}")
 
-    async def list_sizes(self, prefix: str) -> list[tuple[str, int, float]]:
-        found: list[tuple[str, int, float]] = []
+    async def scan_sizes(self, prefix: str) -> AsyncIterator[tuple[str, int, float]]:
         kwargs: dict[str, Any] = {"Prefix": self.prefix + prefix}
         while True:
             page = await self._call("list_objects_v2", MaxKeys=1000, **kwargs)
-            found += [
-                (o["Key"][len(self.prefix) :], int(o["Size"]), o["LastModified"].timestamp())
-                for o in page.get("Contents", [])
-            ]
+            for o in page.get("Contents", []):
+                yield o["Key"][len(self.prefix) :], int(o["Size"]), o["LastModified"].timestamp()
             if not page.get("IsTruncated"):
-                return found
+                return
             kwargs = {
                 "Prefix": self.prefix + prefix,
                 "ContinuationToken": page["NextContinuationToken"],
