@@ -1,13 +1,12 @@
 """The render lock on the local folder (`LocalStorage.lock`): one holder across processes,
 released when its holder dies, and a cold stampede over two `imgcdn serve` processes on
-one data dir rendered once; and which variants a trim of the store deletes."""
+one data dir rendered once."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from conftest import IMAGES
 from test_metrics import scrape
 from test_server import Served, serving
 
-from server.caching import VariantStore, oldest
+from server.caching import VariantStore
 from server.storage.local import LocalStorage
 
 HOLD = """
@@ -107,20 +106,3 @@ def test_a_cold_stampede_over_two_processes_on_one_data_dir_renders_once(tmp_pat
                 return scrape(fresh).value("imgcdn_render_seconds_count", format="avif")
 
         assert renders(one) + renders(two) == 1
-
-
-def test_oldest_keeps_only_the_oldest_entries_that_cover_the_excess():
-    async def entries() -> AsyncIterator[tuple[str, int, float]]:
-        for key, size, mtime in [("c", 30, 3.0), ("a", 10, 1.0), ("e", 50, 5.0), ("b", 20, 2.0)]:
-            yield key, size, mtime
-        yield "d", 40, 4.0
-
-    def run(excess: int) -> list[str]:
-        return asyncio.run(oldest(entries(), excess))
-
-    assert run(1) == ["a"]
-    assert run(10) == ["a"]
-    assert run(11) == ["a", "b"]
-    assert run(60) == ["a", "b", "c"]
-    assert run(61) == ["a", "b", "c", "d"]
-    assert run(10_000) == ["a", "b", "c", "d", "e"]  # everything, and no more

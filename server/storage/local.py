@@ -16,7 +16,7 @@ import hashlib
 import os
 import tempfile
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import orjson
@@ -29,6 +29,7 @@ from server.storage.base import AssetMeta
 # were held: with the 8 renders two workers run at once, 1 cold render in ~500 waits for
 # an unrelated one to finish, and none is answered wrongly.
 LOCK_FILES = 4096
+SCAN_BATCH = 1000  # objects a scan step reads
 
 
 class LocalStorage:
@@ -200,11 +201,18 @@ class LocalStorage:
 
     async def scan_sizes(self, prefix: str) -> AsyncIterator[tuple[str, int, float]]:
         base = self.root / "objects"
-        walker = os.walk(base / prefix)  # one folder (an asset's template) per step
-        while (step := await asyncio.to_thread(next, walker, None)) is not None:
-            folder, _, files = step
-            for entry in await asyncio.to_thread(_sizes, base, Path(folder), files):
-                yield entry
+        folders = [base / prefix]
+        while folders:
+            try:
+                listing = await asyncio.to_thread(os.scandir, folders.pop())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with listing:
+                # SCAN_BATCH entries a step: one asset can have any number of variants in
+                # one folder, and a scan must not hold them all.
+                while batch := await asyncio.to_thread(_scan_batch, listing, base, folders):
+                    for entry in batch:
+                        yield entry
 
     async def lock(self, name: str, ttl_s: float) -> bool:
         """An exclusive `flock` on one of LOCK_FILES files, which the kernel drops when its
@@ -245,15 +253,22 @@ class LocalStorage:
             raise StorageUnavailable("data dir is not readable and writable")
 
 
-def _sizes(base: Path, folder: Path, files: list[str]) -> list[tuple[str, int, float]]:
-    found = []
-    for name in files:
-        if not name.startswith(".tmp-"):
-            with contextlib.suppress(FileNotFoundError):
-                stat = (folder / name).stat()
-                found.append(
-                    ((folder / name).relative_to(base).as_posix(), stat.st_size, stat.st_mtime)
-                )
+def _scan_batch(
+    listing: Iterator[os.DirEntry[str]], base: Path, folders: list[Path]
+) -> list[tuple[str, int, float]]:
+    """Up to SCAN_BATCH files' (key, size, mtime) from `listing`; its folders go on
+    `folders` for later. Empty when the listing is done."""
+    found: list[tuple[str, int, float]] = []
+    skip = len(str(base)) + 1  # plain strings: pathlib would intern every key's parts
+    for entry in listing:
+        if entry.is_dir(follow_symlinks=False):
+            folders.append(Path(entry.path))
+        elif not entry.name.startswith(".tmp-"):
+            with contextlib.suppress(FileNotFoundError):  # trimmed or purged meanwhile
+                stat = entry.stat(follow_symlinks=False)
+                found.append((entry.path[skip:], stat.st_size, stat.st_mtime))
+        if len(found) >= SCAN_BATCH:
+            break
     return found
 
 

@@ -1,0 +1,53 @@
+"""The variant store's upkeep: scanning it in bounded steps, and which variants a trim
+deletes (the trim itself, on both backends, is in test_s3.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from server.caching import oldest
+from server.storage import local
+from server.storage.local import LocalStorage
+
+
+def test_a_scan_finds_every_object_in_nested_and_crowded_folders(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(local, "SCAN_BATCH", 7)  # many steps through one folder
+    storage = LocalStorage(tmp_path)
+    written = {f"variants/a/_/k{i}": i for i in range(30)}
+    written |= {f"variants/b/card/k{i}": 100 + i for i in range(5)}
+
+    async def scenario() -> list[tuple[str, int, float]]:
+        for key, size in written.items():
+            await storage.put_object(key, os.urandom(size))
+        crowded = tmp_path / "objects" / "variants" / "a" / "_"
+        (crowded / ".tmp-half-written").write_bytes(b"x")  # never listed
+        return [entry async for entry in storage.scan_sizes("variants/")]
+
+    found = asyncio.run(scenario())
+    assert sorted((key, size) for key, size, _ in found) == sorted(written.items())
+    assert all(mtime > 0 for _, _, mtime in found)
+    assert asyncio.run(_collect(storage.scan_sizes("nothing-here/"))) == []
+
+
+async def _collect(entries: AsyncIterator[tuple[str, int, float]]) -> list[object]:
+    return [entry async for entry in entries]
+
+
+def test_oldest_keeps_only_the_oldest_entries_that_cover_the_excess():
+    async def entries() -> AsyncIterator[tuple[str, int, float]]:
+        for key, size, mtime in [("c", 30, 3.0), ("a", 10, 1.0), ("e", 50, 5.0), ("b", 20, 2.0)]:
+            yield key, size, mtime
+        yield "d", 40, 4.0
+
+    def run(excess: int) -> list[str]:
+        return asyncio.run(oldest(entries(), excess))
+
+    assert run(1) == ["a"]
+    assert run(10) == ["a"]
+    assert run(11) == ["a", "b"]
+    assert run(60) == ["a", "b", "c"]
+    assert run(61) == ["a", "b", "c", "d"]
+    assert run(10_000) == ["a", "b", "c", "d", "e"]  # everything, and no more
