@@ -256,6 +256,7 @@ class Bench:
         self.limits: dict[str, dict[str, Any]] = {}
         self.facts: dict[str, Any] = {}
         self.serial = 0
+        self.growth = 11000  # requests of the memory run
 
     def wanted(self, name: str) -> bool:
         return self.only is None or name in self.only
@@ -466,9 +467,11 @@ def run_growth(b: Bench, server: Imgcdn) -> None:
     """RSS per worker every 2,000 cold renders, after a first 1,000. The memory cache is off
     here: its growth up to IMGCDN_MEMORY_CACHE_BYTES is by design and would hide a leak. A
     leak grows without end; the allocator's arenas grow for a while and then level off, so
-    the target is judged on the later part (5,000 -> 11,000)."""
-    log("== memory: RSS per worker over 10,000 cold renders (2 MP -> 200 px, memory cache off)")
-    paths = [f"/t/_/photo-2mp.jpg?w=200&fmt=jpeg&v=g{i}" for i in range(11000)]
+    the target is judged on the second half of the run (5,000 -> 11,000 by default;
+    `--growth 51000` runs longer)."""
+    total = b.growth
+    log(f"== memory: RSS per worker over {total:,} cold renders (2 MP -> 200 px, memory cache off)")
+    paths = [f"/t/_/photo-2mp.jpg?w=200&fmt=jpeg&v=g{i}" for i in range(total)]
     workers = [
         p for p in procstat.family(server.pid)[1:] if procstat.status_kb(p, "VmRSS") > 40_000
     ]
@@ -479,7 +482,7 @@ def run_growth(b: Bench, server: Imgcdn) -> None:
     started = time.monotonic()
     errors = load.fixed_count(server.base, paths[:1000], 8)
     curve = {1000: rss()}
-    for done in range(3000, 11001, 2000):
+    for done in range(3000, total + 1, 2000):
         errors += load.fixed_count(server.base, paths[done - 2000 : done], 8)
         curve[done] = rss()
     b.facts["growth"] = {
@@ -616,12 +619,15 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
         )
     if "growth" in b.facts:
         curve = b.facts["growth"]["rss_mb_per_worker"]
-        first, mid, last = curve[1000], curve[5000], curve[11000]
-        growth = max(z - m for z, m in zip(last, mid, strict=True))
+        ends = sorted(curve)
+        first, last = ends[0], ends[-1]
+        mid = min(ends, key=lambda n: abs(n - (first + last) / 2))  # 5,000 of 11,000
+        growth = max(z - m for z, m in zip(curve[last], curve[mid], strict=True))
         found.append(
             (
-                "no RSS growth over 10,000 requests (5,000 -> 11,000: <= 10 MB)",
-                f"{first} -> {mid} -> {last} MB per worker (1k, 5k, 11k)",
+                f"no RSS growth over {last - first:,} requests ({mid:,} -> {last:,}: <= 10 MB)",
+                f"{curve[first]} -> {curve[mid]} -> {curve[last]} MB per worker "
+                f"({first:,}, {mid:,}, {last:,})",
                 growth <= 10,
             )
         )
@@ -636,11 +642,15 @@ def main() -> None:
         help="comma-separated: codecs,cold,scaling,latency,warm,nginx,stampede,settings,memory",
     )
     ap.add_argument("--no-peer", action="store_true", help="skip thumbor")
+    ap.add_argument(
+        "--growth", type=int, default=11000, help="requests of the memory run (default 11000)"
+    )
     ap.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     a = ap.parse_args()
     out = a.out or BENCH / "results" / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     b = Bench(a.seconds, set(a.only.split(",")) if a.only else None)
+    b.growth = max(3000, a.growth)
     started = time.monotonic()
     log(f"imgcdn bench: {os.cpu_count()} cores, {a.seconds:g} s a run, results in {out}")
     if b.wanted("codecs"):
