@@ -249,14 +249,14 @@ def thumbor() -> Iterator[tuple[str, int]]:
 
 
 class Bench:
-    def __init__(self, seconds: float, only: set[str] | None) -> None:
+    def __init__(self, seconds: float, only: set[str] | None, growth: int = 11000) -> None:
         self.seconds = seconds
         self.only = only
         self.rows: list[dict[str, Any]] = []
         self.limits: dict[str, dict[str, Any]] = {}
         self.facts: dict[str, Any] = {}
         self.serial = 0
-        self.growth = 11000  # requests of the memory run
+        self.growth = growth  # requests of the memory run
 
     def wanted(self, name: str) -> bool:
         return self.only is None or name in self.only
@@ -649,8 +649,7 @@ def main() -> None:
     a = ap.parse_args()
     out = a.out or BENCH / "results" / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    b = Bench(a.seconds, set(a.only.split(",")) if a.only else None)
-    b.growth = max(3000, a.growth)
+    b = Bench(a.seconds, set(a.only.split(",")) if a.only else None, max(3000, a.growth))
     started = time.monotonic()
     log(f"imgcdn bench: {os.cpu_count()} cores, {a.seconds:g} s a run, results in {out}")
     if b.wanted("codecs"):
