@@ -266,6 +266,21 @@ def test_originals_from_s3_are_cached_on_local_disk_by_content_hash(make_client,
 
 
 @pytest.mark.parametrize("backend", ["file", "s3"])
+def test_a_lock_is_released_only_by_its_holder(make_client, s3_settings, backend):
+    s3 = {f: getattr(s3_settings, f) for f in ("storage", "s3_endpoint")} if backend == "s3" else {}
+    one = make_client(**s3)
+    two = make_client(data_dir=one.app.state.runtime.settings.data_dir, **s3)
+    mine, theirs = one.app.state.runtime.storage, two.app.state.runtime.storage
+    assert one.portal.call(mine.lock, "render-x", 60) is True
+    assert two.portal.call(theirs.lock, "render-x", 60) is False
+    two.portal.call(theirs.unlock, "render-x")  # a waiter that gave up: not its lock
+    assert two.portal.call(theirs.lock, "render-x", 60) is False
+    one.portal.call(mine.unlock, "render-x")
+    assert two.portal.call(theirs.lock, "render-x", 60) is True
+    two.portal.call(theirs.unlock, "render-x")
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
 def test_the_variant_store_is_trimmed_to_its_bound_oldest_first(make_client, s3_settings, backend):
     s3 = {f: getattr(s3_settings, f) for f in ("storage", "s3_endpoint")} if backend == "s3" else {}
     client = make_client(variant_store_bytes=1, **s3)  # a tiny bound: trim by hand below

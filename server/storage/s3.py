@@ -36,6 +36,7 @@ class S3Storage:
         self.deadline_s = deadline_s
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._locks: set[str] = set()  # names this process holds
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -148,16 +149,23 @@ class S3Storage:
         holds. One past its time (its holder died) is broken and taken."""
         key = f"locks/{name}"
         body = orjson.dumps({"until": time.time() + ttl_s})
-        if await self.put_object(key, body, exclusive=True):
-            return True
-        held = await self.get_object(key)
-        if held is not None and orjson.loads(held).get("until", 0) > time.time():
-            return False
-        await self.delete_object(key)
-        return await self.put_object(key, body, exclusive=True)
+        taken = await self.put_object(key, body, exclusive=True)
+        if not taken:
+            held = await self.get_object(key)
+            if held is not None and orjson.loads(held).get("until", 0) > time.time():
+                return False
+            await self.delete_object(key)
+            taken = await self.put_object(key, body, exclusive=True)
+        if taken:
+            self._locks.add(name)
+        return taken
 
     async def unlock(self, name: str) -> None:
-        await self.delete_object(f"locks/{name}")
+        # Only our own: a waiter that gave up and rendered anyway must not free the lock of
+        # the holder it gave up on.
+        if name in self._locks:
+            self._locks.discard(name)
+            await self.delete_object(f"locks/{name}")
 
     async def scan_sizes(self, prefix: str) -> AsyncIterator[tuple[str, int, float]]:
         kwargs: dict[str, Any] = {"Prefix": self.prefix + prefix}
