@@ -434,12 +434,15 @@ def run_main(b: Bench, peer: tuple[str, int] | None, work: Path) -> None:
 
 def run_settings(b: Bench) -> None:
     """The alternatives to the two speed defaults (shrink rule and JPEG preset, both `fast`,
-    which the cold runs above measure), each against the same limit."""
+    which the cold runs above measure), and the variant store off, each against the same
+    limit."""
     if not b.wanted("settings"):
         return
     runs = [
         ("IMGCDN_SHRINK_ON_LOAD", "quality", [("jpeg-800", 4), ("jpeg-800", 16), ("webp-800", 16)]),
         ("IMGCDN_JPEG_PRESET", "balanced", [("jpeg-800", 4), ("jpeg-800", 16)]),
+        # What the variant store costs a cold render: most on small sources.
+        ("IMGCDN_VARIANT_STORE", "0", [("jpeg-800-2mp", 4), ("jpeg-800", 4)]),
     ]
     for name, value, jobs in runs:
         log(f"== {name}={value} against the limit")
