@@ -17,7 +17,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import metrics
@@ -32,6 +32,7 @@ from server.settings import Settings
 log = logging.getLogger("imgcdn")
 access_log = logging.getLogger("imgcdn.access")
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_METHOD_ORDER = {m: i for i, m in enumerate(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"))}
 
 
 class AnyPath(Convertor[str]):
@@ -61,6 +62,8 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/t/{template}/{id:anypath}", delivery.deliver, methods=["GET", "HEAD"]),
+        # After it: only a /t/ URL with no (or an empty) template segment gets here.
+        Route("/t/{rest:anypath}", delivery.missing_template, methods=["GET", "HEAD"]),
         Route("/v1/assets", assets.post_asset, methods=["POST"]),
         Route("/v1/assets", assets.list_assets, methods=["GET", "HEAD"]),
         # Before the plain asset routes: an id never ends in /original here.
@@ -84,6 +87,9 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_exception},
     )
+    # An image origin never redirects on its own: starlette's redirect would build Location
+    # from the Host header, and a cache in front could keep it. A JSON 404 says what is wrong.
+    app.router.redirect_slashes = False
     app.add_middleware(RequestMiddleware)
     return app
 
@@ -100,11 +106,33 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     # Starlette's own 404/405 for URLs no route matches: answer in our JSON shape.
     status = getattr(exc, "status_code", 500)
     if status == 405:
-        allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        allow = ", ".join(_methods_for(request.app.routes, request.scope))
         return error_response(MethodNotAllowed(f"{request.method} is not allowed here", allow))
     if status == 404:
-        return error_response(NotFound(f"no route for {request.url.path}"))
+        return error_response(NotFound(_no_route_message(request.app.routes, request.scope)))
     return error_response(ImgcdnError(str(getattr(exc, "detail", "error"))))
+
+
+def _methods_for(routes: list[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route takes on this path. Starlette's 405 names only the first
+    matching route's, and several routes share a path (one per method group)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods, key=lambda m: (_METHOD_ORDER.get(m, len(_METHOD_ORDER)), m))
+
+
+def _no_route_message(routes: list[BaseRoute], scope: Scope) -> str:
+    path: str = scope["path"]
+    message = f"no route for {path!r}"
+    bare = path.rstrip("/")
+    if bare and bare != path:
+        # In the body, never in a Location header: the client decides whether to follow.
+        bare_scope = {**scope, "path": bare}
+        if any(route.matches(bare_scope)[0] is not Match.NONE for route in routes):
+            message += f": paths take no trailing slash, did you mean {bare!r}?"
+    return message
 
 
 class RequestMiddleware:

@@ -63,6 +63,18 @@ async def deliver(request: Request) -> Response:
     return Response(variant.body, media_type=variant.mime, headers=headers)
 
 
+async def missing_template(request: Request) -> Response:
+    """/t/photo.jpg: the commonest slip, a delivery URL without its template segment. Say so,
+    with the URL it was probably meant to be, rather than a bare 404."""
+    rest = request.path_params["rest"].lstrip("/")
+    meant = f"/t/_/{rest}" if rest else "/t/_/{id}"
+    raise InvalidParam(
+        "template",
+        "the template segment is missing: delivery URLs are /t/{template}/{id}, and template "
+        f"must match [a-z0-9][a-z0-9_-]{{0,63}} or be _ for none (e.g. {meant})",
+    )
+
+
 def _check_unsigned(rt: Runtime, template: Template, url_params: dict[str, str]) -> None:
     if rt.settings.unsigned_policy == "public-templates" and not template.public:
         what = "this template" if template is not NO_TEMPLATE else "a URL without a template"
