@@ -70,6 +70,13 @@ class UnsupportedFormat(ImgcdnError):
     status, code, report = 415, "unsupported_format", False
 
 
+class UnsupportedMediaType(ImgcdnError):
+    """The request body is not of a kind the endpoint takes (JSON vs image bytes): about the
+    Content-Type, where unsupported_format is about the image itself."""
+
+    status, code, report = 415, "unsupported_media_type", False
+
+
 class Undecodable(ImgcdnError):
     status, code, report = 422, "undecodable", False
 

@@ -1,6 +1,11 @@
 """Admin API plumbing (SPEC §5): bearer-token auth, bounded request bodies, list paging.
 
 The routes live in assets.py, templates.py and urls.py; every answer is `no-store`.
+
+One rule says whether a body is JSON, for every endpoint (`is_json`): Content-Type says so
+(application/json, or any +json type), or Content-Type is missing, form-urlencoded or
+text/plain (what `curl -d` and a fetch() of a string send when nobody said) and the body
+starts with `{` or `[` after whitespace, which no image format does.
 """
 
 from __future__ import annotations
@@ -8,17 +13,29 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from server.errors import BadRequest, InvalidParam, TooLarge, Unauthorized
+from server.errors import BadRequest, InvalidParam, TooLarge, Unauthorized, UnsupportedMediaType
 from server.runtime import Runtime
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
+_UNDECLARED = frozenset({"", "application/x-www-form-urlencoded", "text/plain"})
+_JSON_START = re.compile(rb"[ \t\r\n]*[{\[]")  # RFC 8259 whitespace, then an object or array
+_ASK_FOR_JSON = "send a JSON object with Content-Type: application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class JsonBody:
+    """What read_upload_or_json read when the body was JSON by the rule, not image bytes."""
+
+    value: Any
 
 
 def authorize(request: Request) -> Runtime:
@@ -34,18 +51,89 @@ def authorize(request: Request) -> Runtime:
     return rt
 
 
+def is_json(request: Request, body: bytes) -> bool:
+    """The one rule every admin endpoint follows to decide that `body` is JSON."""
+    media = _media_type(request)
+    if _declares_json(media):
+        return True
+    return media in _UNDECLARED and _JSON_START.match(body) is not None
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def _declares_json(media: str) -> bool:
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _shown_type(request: Request) -> str:
+    media = _media_type(request)
+    return repr(request.headers["content-type"]) if media else "no Content-Type"
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """A JSON endpoint's body: JSON by `is_json`, else a 415 naming the Content-Type."""
+    body = await read_body(request, max_bytes)
+    if not is_json(request, body):
+        undeclared = _media_type(request) in _UNDECLARED
+        why = " and a body that does not start with { or [" if undeclared else ""
+        raise UnsupportedMediaType(
+            f"this endpoint takes JSON, got {_shown_type(request)}{why}: "
+            "send a JSON object with Content-Type: application/json"
+        )
+    return _parse_json(body)
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", param="body") from None
+
+
 async def read_upload(request: Request, max_bytes: int) -> bytes:
     """The uploaded image: the raw body, or the multipart field `file`. The byte limit is
-    checked against Content-Length first and again while the body streams in."""
-    content_type = request.headers.get("content-type", "")
-    multipart = content_type.startswith("multipart/form-data")
+    checked against Content-Length first and again while the body streams in. A JSON body
+    (by `is_json`) is a 415 about the body: "not a JPEG" would send the caller astray."""
+    multipart = _media_type(request) == "multipart/form-data"
     cap = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
     body = await read_body(request, cap, max_bytes)
-    if not multipart:
-        if not body:
-            raise BadRequest("empty body: send the image bytes, or multipart field 'file'")
-        return body
-    return await _multipart_file(request, body, max_bytes)
+    if multipart:
+        return await _multipart_file(request, body, max_bytes)
+    if is_json(request, body):
+        raise UnsupportedMediaType(
+            f"this endpoint takes the image bytes (raw body or multipart field 'file'), and "
+            f"the body is JSON ({_shown_type(request)}); to upload from a url or base64, "
+            "POST /v1/assets with JSON"
+        )
+    return _image_bytes(body, max_bytes)
+
+
+async def read_upload_or_json(
+    request: Request, max_bytes: int, json_max_bytes: int
+) -> bytes | JsonBody:
+    """POST /v1/assets: image bytes as read_upload takes them, or a JSON body by `is_json`
+    (up to `json_max_bytes`: base64 is a third larger than the image it carries)."""
+    media = _media_type(request)
+    if media == "multipart/form-data":
+        return await read_upload(request, max_bytes)
+    # The limit to read under, before the body says which it is; is_json then decides.
+    cap = json_max_bytes if _declares_json(media) or media in _UNDECLARED else max_bytes
+    body = await read_body(request, max(cap, max_bytes), max_bytes)
+    if is_json(request, body):
+        return JsonBody(_parse_json(body))
+    return _image_bytes(body, max_bytes)
+
+
+def _image_bytes(body: bytes, max_bytes: int) -> bytes:
+    if not body:
+        raise BadRequest("empty body: send the image bytes, or multipart field 'file'")
+    if len(body) > max_bytes:
+        raise TooLarge(f"upload is {len(body)} bytes, the limit is {max_bytes}")
+    return body
 
 
 async def _multipart_file(request: Request, body: bytes, max_bytes: int) -> bytes:
@@ -86,14 +174,6 @@ async def read_body(request: Request, cap: int, limit: int | None = None) -> byt
             raise TooLarge(f"body is over the {shown} byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def read_json(request: Request, max_bytes: int) -> Any:
-    body = await read_body(request, max_bytes)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}", param="body") from None
 
 
 def page_limit(request: Request) -> int:

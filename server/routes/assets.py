@@ -15,12 +15,13 @@ from server.errors import BadRequest, TooLarge
 from server.imaging.inspect import sniff
 from server.json import NO_STORE, json_response
 from server.routes.admin import (
+    JsonBody,
     authorize,
     decode_cursor,
     encode_cursor,
     page_limit,
-    read_json,
     read_upload,
+    read_upload_or_json,
 )
 from server.runtime import Runtime
 from server.spec import validate_id
@@ -45,16 +46,17 @@ async def put_asset(request: Request) -> Response:
 async def post_asset(request: Request) -> Response:
     """An upload whose id the server picks: <prefix><content hash>.<ext>."""
     rt = authorize(request)
-    content_type = request.headers.get("content-type", "")
     prefix = request.query_params.get("prefix", "")
-    if content_type.startswith("application/json"):
-        body = await read_json(request, rt.settings.max_source_bytes * 4 // 3 + 4096)
+    max_bytes = rt.settings.max_source_bytes
+    received = await read_upload_or_json(request, max_bytes, max_bytes * 4 // 3 + 4096)
+    if isinstance(received, JsonBody):
+        body = received.value
         if not isinstance(body, dict):
             raise BadRequest("expected a JSON object with url or base64", param="body")
         prefix = body.get("prefix", prefix)
         data = await _json_source(rt, body)
     else:
-        data = await read_upload(request, rt.settings.max_source_bytes)
+        data = received
     if not isinstance(prefix, str) or (prefix and not prefix.endswith("/")):
         raise BadRequest("prefix is a folder ending in '/'", param="prefix")
     kind = sniff(data)
