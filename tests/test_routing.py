@@ -3,6 +3,7 @@ misses a segment or has a trailing slash is a JSON error that says what is wrong
 
 from __future__ import annotations
 
+import httpx2 as httpx
 import pytest
 from conftest import AUTH, upload
 from conftest import error_body as error
@@ -133,3 +134,13 @@ def test_a_405_is_counted_under_its_route_template(client: TestClient):
     scrape = client.get("/metrics").text
 
     assert 'route="/v1/templates/{name}",status="405"' in scrape
+
+
+def test_a_real_server_answers_a_hostile_host_without_a_location(live_server):
+    with httpx.Client(base_url=live_server, follow_redirects=False) as http:
+        for path in ("/healthz/", "/t/photo.jpg?w=100", "/v1/templates/"):
+            r = http.get(path, headers={**AUTH, "Host": "evil.example"})
+
+            assert r.status_code in (400, 404), (path, r.status_code)
+            assert "location" not in r.headers
+            assert "evil.example" not in r.text
