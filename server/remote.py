@@ -1,7 +1,7 @@
 """SSRF-safe fetching of source URLs (POST /v1/assets {"url"}).
 
-Only http(s); a total deadline; a byte cap checked against Content-Length and while
-streaming; at most 3 redirects; every address checked where the connection is made (after
+Only http(s); one deadline over the whole fetch; a byte cap checked against Content-Length
+and while streaming; at most 3 redirects; every address checked where the connection is made (after
 DNS resolution, and again on every redirect), so no DNS trick reaches an internal address.
 
 Two checks, because aiohttp's connector has two paths to an address:
@@ -16,14 +16,20 @@ address (mapped, compatible, translated, 6to4, Teredo, NAT64). `allowed_hosts` n
 hosts further; it never lets a non-public address through. Only `allow_private` (tests)
 skips the address check.
 
+The deadline (`timeout_s`) covers connecting, every request, every redirect and the body:
+a source that drips a byte a second is cut off at it, not at a per-read timeout it never
+trips. There is no separate idle timeout: the one deadline already bounds a stalled source,
+and a shorter idle one would refuse a slow-to-start source the deadline would have allowed.
+
 Failures, all with `param="url"`:
 - 400 `invalid_url`: not http(s), no host, credentials in the URL, too long, bad host;
 - 403 `source_forbidden`: host not in the allow-list, or a non-public address;
 - 413 `source_too_large`: Content-Length or the streamed body over `max_bytes`;
 - 422 `source_fetch_failed`: the origin answered >= 300 without a usable redirect, more than
-  `max_redirects` redirects, the host does not resolve, the connection failed, or the
-  deadline passed. The source is the client's choice, so its failures are client errors:
-  not a 5xx, and not retried. Messages name the kind of address, never a resolved one.
+  `max_redirects` redirects, the host does not resolve, or the connection failed or was
+  refused. The source is the client's choice, so its failures are client errors: not
+  retried. Messages name the kind of address, never a resolved one;
+- 504 `source_timeout`: the deadline passed (a slow or stalled source: worth a retry).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from server.errors import InvalidUrl, SourceFetchFailed, SourceForbidden, TooLarge
+from server.errors import InvalidUrl, SourceFetchFailed, SourceForbidden, SourceTimeout, TooLarge
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -65,21 +71,35 @@ NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
 @dataclass(frozen=True, slots=True)
 class FetchPolicy:
     max_bytes: int
-    timeout_s: float = 10.0
+    timeout_s: float = 8.0
     max_redirects: int = 3
     allowed_hosts: tuple[str, ...] = ()  # empty: any public host
     allow_private: bool = False  # tests only: lets loopback/private addresses through
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far the fetch got, for the message when the deadline cuts it off."""
+
+    answered: bool = False  # the current request's status line and headers came
+    received: int = 0  # body bytes so far
+
+    def late(self, timeout_s: float) -> str:
+        if not self.answered:
+            return f"source did not answer within {timeout_s:g} s"
+        return f"source did not send its body within {timeout_s:g} s ({self.received} bytes came)"
 
 
 async def fetch(url: str, policy: FetchPolicy) -> tuple[bytes, str | None]:
     """The body at `url` and its Content-Type, or an ImgcdnError naming why not."""
     target = check_url(url, policy)
     resolver = _PublicResolver(policy.allow_private)
+    progress = _Progress()
     try:
-        async with asyncio.timeout(policy.timeout_s), _session(policy, resolver) as session:
-            return await _follow(session, target, policy)
+        async with asyncio.timeout(policy.timeout_s), _session(resolver) as session:
+            return await _follow(session, target, policy, progress)
     except TimeoutError as exc:
-        raise SourceFetchFailed(f"source did not answer within {policy.timeout_s:g} s") from exc
+        raise SourceTimeout(progress.late(policy.timeout_s)) from exc
     except aiohttp.ClientConnectorError as exc:
         if resolver.refused is not None:
             raise SourceForbidden(f"{exc.host} resolves to {resolver.refused}") from exc
@@ -266,11 +286,13 @@ class _PublicResolver(AbstractResolver):
             await self._inner.close()
 
 
-def _session(policy: FetchPolicy, resolver: AbstractResolver) -> aiohttp.ClientSession:
+def _session(resolver: AbstractResolver) -> aiohttp.ClientSession:
     """The one place a connection can come from (tests replace it to prove none is made)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True),
-        timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
+        # No timeouts of aiohttp's own (its default is 300 s a request): fetch()'s one
+        # deadline covers every request, redirect and body, and is the one that answers.
+        timeout=aiohttp.ClientTimeout(),
         headers=HEADERS,
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,  # no proxies from the environment: they would connect for us
@@ -279,10 +301,12 @@ def _session(policy: FetchPolicy, resolver: AbstractResolver) -> aiohttp.ClientS
 
 
 async def _follow(
-    session: aiohttp.ClientSession, url: URL, policy: FetchPolicy
+    session: aiohttp.ClientSession, url: URL, policy: FetchPolicy, progress: _Progress
 ) -> tuple[bytes, str | None]:
     for _ in range(policy.max_redirects + 1):
+        progress.answered = False
         async with session.get(url, allow_redirects=False) as response:
+            progress.answered = True
             if response.status in REDIRECT_STATUSES:
                 location = response.headers.get("Location")
                 if not location:
@@ -295,19 +319,22 @@ async def _follow(
                 continue
             if not 200 <= response.status < 300:
                 raise SourceFetchFailed(f"source answered HTTP {response.status}")
-            body = await _read_capped(response, policy.max_bytes)
+            body = await _read_capped(response, policy.max_bytes, progress)
             content_type = response.content_type if "Content-Type" in response.headers else None
             return body, content_type
     raise SourceFetchFailed(f"source redirects more than {policy.max_redirects} times")
 
 
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _read_capped(
+    response: aiohttp.ClientResponse, max_bytes: int, progress: _Progress
+) -> bytes:
     too_large = f"source is larger than {max_bytes} bytes"
     if response.content_length is not None and response.content_length > max_bytes:
         raise TooLarge(too_large, param="url")
     body = bytearray()
     async for chunk in response.content.iter_chunked(CHUNK):
         body += chunk
+        progress.received = len(body)
         if len(body) > max_bytes:
             raise TooLarge(too_large, param="url")
     return bytes(body)

@@ -138,7 +138,8 @@ class Settings:
     unsigned: Unsigned | None = None  # None: allow without keys, else public-templates
     allow_private_sources: bool = False
     source_hosts: tuple[str, ...] = ()
-    source_timeout_s: float = 10.0
+    # Under the 10 s many clients and proxies give up at, with room to check and store.
+    source_timeout_s: float = 8.0
     max_source_bytes: int = 50 * MIB
     max_source_pixels: int = 100_000_000
     max_output_side: int = 8192
@@ -269,7 +270,9 @@ FIELDS: dict[str, FieldSpec] = {
         "public host",
     ),
     "source_timeout_s": FieldSpec(
-        "IMGCDN_SOURCE_TIMEOUT_S", _float(0.5, 120), "total deadline for fetching a source URL"
+        "IMGCDN_SOURCE_TIMEOUT_S",
+        _float(0.5, 120),
+        "one deadline for fetching a source URL (connect, redirects, body): past it, 504",
     ),
     "max_source_bytes": FieldSpec(
         "IMGCDN_MAX_SOURCE_BYTES", _int(1024, 2**40), "largest original accepted, in bytes"

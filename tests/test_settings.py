@@ -127,6 +127,12 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(env, value
     assert env in load_error({env: value})
 
 
+def test_the_source_deadline_leaves_room_under_a_clients_10_s():
+    # Many clients and proxies give up at 10 s; the upload still has to check and store.
+    assert Settings().source_timeout_s == 8.0
+    assert "| `IMGCDN_SOURCE_TIMEOUT_S` | `8.0` |" in settings_table()
+
+
 def test_s3_storage_takes_a_bucket_and_an_optional_prefix():
     assert Settings.load({"IMGCDN_STORAGE": "s3://images/prod/"}).storage == "s3://images/prod"
     assert Settings.load({"IMGCDN_STORAGE": "s3://images"}).storage == "s3://images"
