@@ -125,6 +125,19 @@ class SourceFetchFailed(ImgcdnError):
         super().__init__(message, param="url")
 
 
+class SourceTimeout(ImgcdnError):
+    """The remote source did not finish within IMGCDN_SOURCE_TIMEOUT_S: a slow upstream.
+
+    A 504 like any gateway's, so clients may retry; not reported: the source is the client's
+    choice, and a traceback per slow URL would let anyone fill the error log.
+    """
+
+    status, code, report = 504, "source_timeout", False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="url")
+
+
 class InvalidSignature(ImgcdnError):
     status, code, report = 403, "invalid_signature", False
 

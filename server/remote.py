@@ -1,36 +1,40 @@
 """SSRF-safe fetching of source URLs (POST /v1/assets {"url"}).
 
-Only http(s); a total deadline; a byte cap checked against Content-Length and while
-streaming; at most 3 redirects; every address checked where the connection is made (after
-DNS resolution, and again on every redirect), so no DNS trick reaches an internal address.
+Only http(s); one deadline over the whole fetch; a byte cap checked against Content-Length
+and while streaming; at most 3 redirects; the origin checked against the allow-list and
+every address checked where the connection is made (after DNS resolution, and again on every
+redirect), so no redirect or DNS trick reaches an origin or address it may not.
 
-Two checks, because aiohttp's connector has two paths to an address:
+Two address checks, because aiohttp's connector has two paths to an address:
 - a host that is an IP literal (any form a resolver would accept: `127.0.0.1`, `2130706433`,
   `0x7f000001`, `0177.0.0.1`, `127.1`, `[::ffff:127.0.0.1]`, ...) is parsed and checked by
   `check_url` before any session exists; aiohttp would not ask a resolver about it;
 - a host name goes through `_PublicResolver`, which drops every non-public address from the
   answer the connector then connects to, so there is no window between check and connect.
-Non-public: not global, loopback, private, link-local, site-local, unique-local, CGNAT,
-multicast, reserved, unspecified, cloud metadata, and IPv6 addresses embedding such an IPv4
-address (mapped, compatible, translated, 6to4, Teredo, NAT64). `allowed_hosts` narrows the
-hosts further; it never lets a non-public address through. Only `allow_private` (tests)
-skips the address check.
+What counts as non-public is `origins.refusal`. `allowed_hosts` (scheme, host and port, see
+`origins.SourceOrigin`) narrows the origins further; it never lets a non-public address
+through. Only `allow_private` (tests) skips the address check.
+
+The deadline (`timeout_s`) covers connecting, every request, every redirect and the body:
+a source that drips a byte a second is cut off at it, not at a per-read timeout it never
+trips. There is no separate idle timeout: the one deadline already bounds a stalled source,
+and a shorter idle one would refuse a slow-to-start source the deadline would have allowed.
 
 Failures, all with `param="url"`:
 - 400 `invalid_url`: not http(s), no host, credentials in the URL, too long, bad host;
-- 403 `source_forbidden`: host not in the allow-list, or a non-public address;
+- 403 `source_forbidden`: origin not in the allow-list, or a non-public address;
 - 413 `source_too_large`: Content-Length or the streamed body over `max_bytes`;
 - 422 `source_fetch_failed`: the origin answered >= 300 without a usable redirect, more than
-  `max_redirects` redirects, the host does not resolve, the connection failed, or the
-  deadline passed. The source is the client's choice, so its failures are client errors:
-  not a 5xx, and not retried. Messages name the kind of address, never a resolved one.
+  `max_redirects` redirects, the host does not resolve, or the connection failed or was
+  refused. The source is the client's choice, so its failures are client errors: not
+  retried. Messages name the kind of address, never a resolved one;
+- 504 `source_timeout`: the deadline passed (a slow or stalled source: worth a retry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import socket
 from dataclasses import dataclass
 
@@ -39,47 +43,47 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from server.errors import InvalidUrl, SourceFetchFailed, SourceForbidden, TooLarge
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from server.errors import InvalidUrl, SourceFetchFailed, SourceForbidden, SourceTimeout, TooLarge
+from server.origins import HOST_NAME, SourceOrigin, canonical_host, ip_literal, refusal
 
 MAX_URL_LENGTH = 2048
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HEADERS = {"User-Agent": "imgcdn", "Accept": "image/*, */*;q=0.5", "Accept-Encoding": "identity"}
 CHUNK = 64 * 1024
 
-METADATA = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
-)
-CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
-HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
-# WHATWG URL: a host whose last label is a number is an IPv4 address, in any legacy form.
-NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
-
 
 @dataclass(frozen=True, slots=True)
 class FetchPolicy:
     max_bytes: int
-    timeout_s: float = 10.0
+    timeout_s: float = 8.0
     max_redirects: int = 3
-    allowed_hosts: tuple[str, ...] = ()  # empty: any public host
+    allowed_hosts: tuple[SourceOrigin, ...] = ()  # empty: any public origin
     allow_private: bool = False  # tests only: lets loopback/private addresses through
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far the fetch got, for the message when the deadline cuts it off."""
+
+    answered: bool = False  # the current request's status line and headers came
+    received: int = 0  # body bytes so far
+
+    def late(self, timeout_s: float) -> str:
+        if not self.answered:
+            return f"source did not answer within {timeout_s:g} s"
+        return f"source did not send its body within {timeout_s:g} s ({self.received} bytes came)"
 
 
 async def fetch(url: str, policy: FetchPolicy) -> tuple[bytes, str | None]:
     """The body at `url` and its Content-Type, or an ImgcdnError naming why not."""
     target = check_url(url, policy)
     resolver = _PublicResolver(policy.allow_private)
+    progress = _Progress()
     try:
-        async with asyncio.timeout(policy.timeout_s), _session(policy, resolver) as session:
-            return await _follow(session, target, policy)
+        async with asyncio.timeout(policy.timeout_s), _session(resolver) as session:
+            return await _follow(session, target, policy, progress)
     except TimeoutError as exc:
-        raise SourceFetchFailed(f"source did not answer within {policy.timeout_s:g} s") from exc
+        raise SourceTimeout(progress.late(policy.timeout_s)) from exc
     except aiohttp.ClientConnectorError as exc:
         if resolver.refused is not None:
             raise SourceForbidden(f"{exc.host} resolves to {resolver.refused}") from exc
@@ -97,7 +101,7 @@ async def fetch(url: str, policy: FetchPolicy) -> tuple[bytes, str | None]:
 
 
 def check_url(url: str, policy: FetchPolicy, *, where: str = "url") -> URL:
-    """`url` parsed, if its scheme, host, allow-list and (literal) address pass `policy`.
+    """`url` parsed, if its scheme, origin and (literal) address pass `policy`.
 
     Host names are checked again after resolution, by the resolver `fetch` connects through.
     """
@@ -118,11 +122,14 @@ def _check_parsed(url: URL, policy: FetchPolicy, where: str) -> URL:
     host = (url.raw_host or "").lower()
     if not host:
         raise InvalidUrl(f"{where} has no host")
-    address = _literal_address(host, where)
+    try:
+        address = ip_literal(host)
+    except ValueError as exc:
+        raise InvalidUrl(f"{where} host {exc}") from None
     if address is None and not HOST_NAME.fullmatch(host):
         raise InvalidUrl(f"{where} host is not a valid host name or IP address")
-    if policy.allowed_hosts and not host_allowed(host, policy.allowed_hosts):
-        raise SourceForbidden(f"{where} host {host!r} is not in the allowed hosts")
+    if policy.allowed_hosts:
+        _check_origin(url, canonical_host(host, address), policy.allowed_hosts, where)
     if address is not None and not policy.allow_private:
         kind = refusal(address)
         if kind is not None:
@@ -130,101 +137,13 @@ def _check_parsed(url: URL, policy: FetchPolicy, where: str) -> URL:
     return url.with_fragment(None)
 
 
-def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    """Whether `host` is one of `allowed`: exact names, or `*.example.com` for subdomains."""
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.lower().rstrip(".")
-        if entry.startswith("*."):
-            if host.endswith(entry[1:]) and len(host) > len(entry) - 1:
-                return True
-        elif host == entry:
-            return True
-    return False
-
-
-def refusal(address: IPAddress) -> str | None:
-    """What kind of non-public address `address` is ("a loopback address"), or None."""
-    if isinstance(address, ipaddress.IPv6Address):
-        for embedded in _embedded_ipv4(address):
-            kind = refusal(embedded)
-            if kind is not None:
-                return kind
-    if address in METADATA:
-        return "a cloud metadata address"
-    v6 = isinstance(address, ipaddress.IPv6Address)
-    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
-    kinds: tuple[tuple[str, bool], ...] = (
-        ("an unspecified address", address.is_unspecified),
-        ("a loopback address", address.is_loopback),
-        ("a link-local address", address.is_link_local),
-        ("a carrier-grade NAT address", not v6 and address in CGNAT),
-        ("a multicast address", address.is_multicast),
-        ("a site-local address", site_local),
-        ("a unique-local address", v6 and address in UNIQUE_LOCAL),
-        ("a reserved address", address.is_reserved),
-        ("a private address", address.is_private),
-        ("a non-public address", not address.is_global),
-    )
-    for kind, matches in kinds:
-        if matches:
-            return kind
-    return None
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses a packet to `address` may end up at (mapped, 6to4, Teredo, NAT64)."""
-    found = [v4 for v4 in (address.ipv4_mapped, address.sixtofour) if v4 is not None]
-    if address.teredo is not None:
-        found.extend(address.teredo)
-    # :: and ::1 are themselves, not IPv4-compatible forms of 0.0.0.0 and 0.0.0.1.
-    low32 = (NAT64, IPV4_COMPATIBLE, IPV4_TRANSLATED)
-    if int(address) > 1 and any(address in net for net in low32):
-        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-    return found
-
-
-def _literal_address(host: str, where: str) -> IPAddress | None:
-    """`host` as an IP address if it is one in any form a resolver accepts, else None."""
-    if ":" in host:
-        if "%" in host:  # zone ids only make sense for link-local addresses
-            raise InvalidUrl(f"{where} host must not carry an IPv6 zone id")
-        try:
-            return ipaddress.IPv6Address(host)
-        except ValueError as exc:
-            raise InvalidUrl(f"{where} host is not a valid IPv6 address") from exc
-    labels = host.split(".")
-    if labels[-1] == "" and len(labels) > 1:
-        labels.pop()
-    if not NUMERIC_LABEL.fullmatch(labels[-1]):
-        return None
-    try:
-        return ipaddress.IPv4Address(_legacy_ipv4(labels))
-    except ValueError as exc:
-        raise InvalidUrl(f"{where} host is not a valid IPv4 address") from exc
-
-
-def _legacy_ipv4(labels: list[str]) -> int:
-    """The address inet_aton reads from `labels`: decimal, 0x hex or 0 octal; 1 to 4 parts."""
-    if len(labels) > 4:
-        raise ValueError("more than 4 parts")
-    parts = []
-    for label in labels:
-        if not NUMERIC_LABEL.fullmatch(label):
-            raise ValueError(f"not a number: {label!r}")
-        if label.startswith("0x"):
-            parts.append(int(label[2:] or "0", 16))
-        elif len(label) > 1 and label.startswith("0"):
-            parts.append(int(label, 8))
-        else:
-            parts.append(int(label))
-    *head, last = parts
-    if any(p > 255 for p in head) or last >= 256 ** (4 - len(head)):
-        raise ValueError("part out of range")
-    value = last
-    for i, part in enumerate(head):
-        value += part << (8 * (3 - i))
-    return value
+def _check_origin(url: URL, host: str, allowed: tuple[SourceOrigin, ...], where: str) -> None:
+    port = url.port  # yarl gives the scheme's default when the URL names none
+    if port is None or not any(o.matches(url.scheme, host, port) for o in allowed):
+        shown = f"[{host}]" if ":" in host else host
+        raise SourceForbidden(
+            f"{where} origin {url.scheme}://{shown}:{port} is not an allowed source origin"
+        )
 
 
 class _PublicResolver(AbstractResolver):
@@ -266,11 +185,13 @@ class _PublicResolver(AbstractResolver):
             await self._inner.close()
 
 
-def _session(policy: FetchPolicy, resolver: AbstractResolver) -> aiohttp.ClientSession:
+def _session(resolver: AbstractResolver) -> aiohttp.ClientSession:
     """The one place a connection can come from (tests replace it to prove none is made)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True),
-        timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
+        # No timeouts of aiohttp's own (its default is 300 s a request): fetch()'s one
+        # deadline covers every request, redirect and body, and is the one that answers.
+        timeout=aiohttp.ClientTimeout(),
         headers=HEADERS,
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,  # no proxies from the environment: they would connect for us
@@ -279,10 +200,12 @@ def _session(policy: FetchPolicy, resolver: AbstractResolver) -> aiohttp.ClientS
 
 
 async def _follow(
-    session: aiohttp.ClientSession, url: URL, policy: FetchPolicy
+    session: aiohttp.ClientSession, url: URL, policy: FetchPolicy, progress: _Progress
 ) -> tuple[bytes, str | None]:
     for _ in range(policy.max_redirects + 1):
+        progress.answered = False
         async with session.get(url, allow_redirects=False) as response:
+            progress.answered = True
             if response.status in REDIRECT_STATUSES:
                 location = response.headers.get("Location")
                 if not location:
@@ -295,19 +218,22 @@ async def _follow(
                 continue
             if not 200 <= response.status < 300:
                 raise SourceFetchFailed(f"source answered HTTP {response.status}")
-            body = await _read_capped(response, policy.max_bytes)
+            body = await _read_capped(response, policy.max_bytes, progress)
             content_type = response.content_type if "Content-Type" in response.headers else None
             return body, content_type
     raise SourceFetchFailed(f"source redirects more than {policy.max_redirects} times")
 
 
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _read_capped(
+    response: aiohttp.ClientResponse, max_bytes: int, progress: _Progress
+) -> bytes:
     too_large = f"source is larger than {max_bytes} bytes"
     if response.content_length is not None and response.content_length > max_bytes:
         raise TooLarge(too_large, param="url")
     body = bytearray()
     async for chunk in response.content.iter_chunked(CHUNK):
         body += chunk
+        progress.received = len(body)
         if len(body) > max_bytes:
             raise TooLarge(too_large, param="url")
     return bytes(body)

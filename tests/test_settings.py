@@ -127,6 +127,41 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(env, value
     assert env in load_error({env: value})
 
 
+def test_source_hosts_are_parsed_into_origins_once_at_start():
+    raw = " https://cdn.example.com, *.example.com ,http://127.0.0.1:8000,,img.example.org:8443"
+    hosts = Settings.load({"IMGCDN_SOURCE_HOSTS": raw}).source_hosts
+    assert [str(h) for h in hosts] == [
+        "https://cdn.example.com:443",
+        "https://*.example.com:443",
+        "http://127.0.0.1:8000",
+        "https://img.example.org:8443",
+    ]
+    assert Settings.load({"IMGCDN_SOURCE_HOSTS": ""}).source_hosts == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "entry"),
+    [
+        ("https://cdn.example.com,ftp://files.example.com", "ftp://files.example.com"),
+        ("cdn.example.com/images", "cdn.example.com/images"),
+        ("https://cdn.example.com:99999", "https://cdn.example.com:99999"),
+        ("*.example.com, img.*.example.com", "img.*.example.com"),
+        ("*.com", "*.com"),
+        ("https://user:pw@cdn.example.com", "https://user:pw@cdn.example.com"),
+    ],
+)
+def test_a_bad_source_hosts_entry_stops_start_up_naming_it(value, entry):
+    message = load_error({"IMGCDN_SOURCE_HOSTS": value})
+    assert message.startswith("IMGCDN_SOURCE_HOSTS=")
+    assert f": {entry!r} " in message or f": {entry!r}:" in message
+
+
+def test_the_source_deadline_leaves_room_under_a_clients_10_s():
+    # Many clients and proxies give up at 10 s; the upload still has to check and store.
+    assert Settings().source_timeout_s == 8.0
+    assert "| `IMGCDN_SOURCE_TIMEOUT_S` | `8.0` |" in settings_table()
+
+
 def test_s3_storage_takes_a_bucket_and_an_optional_prefix():
     assert Settings.load({"IMGCDN_STORAGE": "s3://images/prod/"}).storage == "s3://images/prod"
     assert Settings.load({"IMGCDN_STORAGE": "s3://images"}).storage == "s3://images"
