@@ -38,8 +38,7 @@ FIREFOX = "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5
 SAFARI_15 = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"
 
 
-@pytest.fixture(scope="session")
-def nginx_binary() -> str:
+def find_nginx() -> str:
     """Debian's nginx with the cache-purge module: a skip without them, a failure under CI."""
     found = shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
@@ -58,6 +57,11 @@ def nginx_binary() -> str:
         pytest.skip(why)
     assert found is not None
     return found
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    return find_nginx()
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,6 @@ class Edge:
         found = re.search(r"Writing: (\d+)", status)
         assert found, status
         return int(found.group(1))
-
-    def error_log(self) -> str:
-        path = self.prefix / "logs" / "error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
 
 @pytest.fixture
@@ -127,37 +127,32 @@ def render_config(imgcdn: str, ports: Ports) -> str:
     return text
 
 
-@pytest.fixture
-def edge(nginx_binary: str, live_server: str, ports: Ports, tmp_path: Path) -> Iterator[Edge]:
-    prefix = tmp_path / "nginx"
+@contextlib.contextmanager
+def running_nginx(binary: str, prefix: Path, conf: str, health_url: str) -> Iterator[None]:
+    """nginx as a child with `conf` under `prefix`, once `health_url` answers 200; stopped
+    after, failing the test if it logged an [emerg] or [alert]."""
     (prefix / "logs").mkdir(parents=True)
     (prefix / "modules").symlink_to(MODULES)
-    conf = prefix / "nginx.conf"
-    conf.write_text(render_config(live_server, ports))
+    conf_path = prefix / "nginx.conf"
+    conf_path.write_text(conf)
     stderr = prefix / "stderr.log"
     with stderr.open("wb") as err:
         process = subprocess.Popen(
-            [nginx_binary, "-p", str(prefix), "-c", str(conf), "-e", "stderr", "-g", "daemon off;"],
+            [binary, "-p", str(prefix), "-c", str(conf_path), "-e", "stderr", "-g", "daemon off;"],
             stdout=err,
             stderr=err,
         )
-    running = Edge(
-        f"http://127.0.0.1:{ports.public}",
-        f"http://127.0.0.1:{ports.internal}",
-        live_server,
-        prefix,
-    )
 
     def ready() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"nginx exited with {process.returncode}:\n{stderr.read_text()}")
         with contextlib.suppress(httpx.TransportError):
-            return running.get("/healthz").status_code == 200
+            return httpx.get(health_url, timeout=30).status_code == 200
         return False
 
     try:
         wait_until(ready, seconds=20)
-        yield running
+        yield
     finally:
         process.terminate()  # SIGTERM: fast shutdown
         try:
@@ -165,21 +160,37 @@ def edge(nginx_binary: str, live_server: str, ports: Ports, tmp_path: Path) -> I
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-        log = running.error_log()
+        logs = (prefix / "logs" / "error.log", stderr)
+        log = "".join(f.read_text(errors="replace") for f in logs if f.exists())
         if "[emerg]" in log or "[alert]" in log:
             raise AssertionError(f"nginx logged:\n{log}")
+
+
+@pytest.fixture
+def edge(nginx_binary: str, live_server: str, ports: Ports, tmp_path: Path) -> Iterator[Edge]:
+    prefix = tmp_path / "nginx"
+    running = Edge(
+        f"http://127.0.0.1:{ports.public}",
+        f"http://127.0.0.1:{ports.internal}",
+        live_server,
+        prefix,
+    )
+    conf = render_config(live_server, ports)
+    with running_nginx(nginx_binary, prefix, conf, f"{running.url}/healthz"):
+        yield running
 
 
 @pytest.fixture
 def upstream(caplog: pytest.LogCaptureFixture) -> Callable[[str], list[dict[str, Any]]]:
     """The requests that reached imgcdn for a path prefix, from its access log."""
     caplog.set_level(logging.INFO, logger="imgcdn.access")
+    return lambda path_prefix: imgcdn_requests(caplog, path_prefix)
 
-    def seen(path_prefix: str) -> list[dict[str, Any]]:
-        records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "imgcdn.access"]
-        return [r for r in records if str(r["path"]).startswith(path_prefix)]
 
-    return seen
+def imgcdn_requests(caplog: pytest.LogCaptureFixture, path_prefix: str) -> list[dict[str, Any]]:
+    """The requests imgcdn logged for a path prefix (caplog at INFO for imgcdn.access)."""
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "imgcdn.access"]
+    return [r for r in records if str(r["path"]).startswith(path_prefix)]
 
 
 @pytest.fixture
