@@ -176,7 +176,10 @@ def nginx_errors() -> set[tuple[int, str]]:
     return {
         (int(status), code)
         for status, code in re.findall(
-            r"return (\d{3}) '\{\s*\"error\":\s*\{\s*\"code\":\s*\"(\w+)\"", conf
+            # `return 405 '{"error": …` lines, and the `map $status $imgcdn_error` entries
+            r"(?:return |^\s*)(\d{3}) '\{\s*\"error\":\s*\{\s*\"code\":\s*\"(\w+)\"",
+            conf,
+            re.MULTILINE,
         )
     }
 
