@@ -361,14 +361,25 @@ def settings_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     defaults = Settings()
     for name, spec in FIELDS.items():
-        default = getattr(defaults, name)
-        if name == "render_threads":
-            shown = "2 x cores"
-        elif name == "unsigned":
-            shown = "allow / public-templates"
-        elif isinstance(default, tuple):
-            shown = ",".join(default) or "(none)"
-        else:
-            shown = str(default)
-        rows.append(f"| `{spec.env}` | `{shown}` | {spec.help} |")
+        rows.append(
+            f"| `{spec.env}` | {_shown_default(name, getattr(defaults, name))} | {spec.help} |"
+        )
     return "\n".join(rows)
+
+
+def _shown_default(name: str, default: object) -> str:
+    """A default as the variable would be written (`1`, not `True`), in code style; one
+    computed at start, or none at all, in words: neither is a value to copy."""
+    if name == "render_threads":
+        return "2 x cores"
+    if name == "unsigned":
+        return "allow / public-templates"
+    if isinstance(default, bool):  # before int: a bool is an int
+        value = "1" if default else "0"
+    elif isinstance(default, float):  # 5, not 5.0; never 1e+06
+        value = str(int(default)) if default.is_integer() else repr(default)
+    elif isinstance(default, tuple):
+        value = ",".join(default)
+    else:
+        value = str(default)
+    return f"`{value}`" if value else "(empty)"

@@ -17,7 +17,7 @@ import httpx2 as httpx
 import pytest
 from conftest import IMAGES, decode, free_port, wait_until
 
-from server.settings import FIELDS
+from server.settings import FIELDS, Settings
 
 IMGCDN = Path(sys.executable).parent / "imgcdn"
 CHROMIUM_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
@@ -197,6 +197,34 @@ def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
     assert len(rows) == len(FIELDS)
     assert "IMGCDN_DATA_DIR" in named
     assert "IMGCDN_MAX_QUEUE" in named
+
+
+def test_imgcdn_settings_prints_each_default_as_its_variable_is_written(tmp_path):
+    result = subprocess.run(
+        [str(IMGCDN), "settings"],
+        env=env_for(tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    defaults = Settings()
+    by_env = {spec.env: name for name, spec in FIELDS.items()}
+    literal = {}
+    for row in result.stdout.splitlines()[2:]:
+        env_cell, default_cell = (cell.strip() for cell in row.split("|")[1:3])
+        name = by_env[env_cell.strip("`")]
+        if default_cell.startswith("`"):
+            literal[name] = default_cell.strip("`")
+            # What the table shows, set as the variable, is the default itself.
+            loaded = Settings.load({env_cell.strip("`"): literal[name]})
+            assert getattr(loaded, name) == getattr(defaults, name), row
+        else:  # not a value to copy: a default computed at start, or nothing at all
+            assert name in ("render_threads", "unsigned") or not getattr(defaults, name), row
+    assert literal["variant_store"] == "1"
+    assert literal["allow_private_sources"] == "0"
+    assert literal["s3_timeout_s"] == "5"
 
 
 def test_two_workers_start_and_serve_a_variant(tmp_path):

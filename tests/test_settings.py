@@ -267,14 +267,17 @@ def test_every_variable_in_the_table_is_accepted_by_the_loader():
 @pytest.mark.parametrize(
     ("env", "default"),
     [
-        ("IMGCDN_DATA_DIR", "imgcdn-data"),
-        ("IMGCDN_STORAGE", "file"),
-        ("IMGCDN_ADMIN_TOKENS", "(none)"),
-        ("IMGCDN_MAX_OUTPUT_SIDE", "8192"),
-        ("IMGCDN_MAX_SOURCE_BYTES", str(50 * MIB)),
+        ("IMGCDN_DATA_DIR", "`imgcdn-data`"),
+        ("IMGCDN_STORAGE", "`file`"),
+        ("IMGCDN_ADMIN_TOKENS", "(empty)"),
+        ("IMGCDN_MAX_OUTPUT_SIDE", "`8192`"),
+        ("IMGCDN_MAX_SOURCE_BYTES", f"`{50 * MIB}`"),
         ("IMGCDN_RENDER_THREADS", "2 x cores"),
-        ("IMGCDN_SHRINK_ON_LOAD", "fast"),
+        ("IMGCDN_SHRINK_ON_LOAD", "`fast`"),
+        ("IMGCDN_VARIANT_STORE", "`1`"),
+        ("IMGCDN_S3_TIMEOUT_S", "`5`"),
     ],
 )
 def test_the_settings_table_shows_each_default(env, default):
-    assert f"| `{env}` | `{default}` |" in settings_table()
+    # Values in code style, as the variable is written; words for what is not a value.
+    assert f"| `{env}` | {default} |" in settings_table()
