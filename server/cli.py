@@ -179,9 +179,18 @@ def apply_templates(client: Any, path: Path) -> int:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        document = yaml.safe_load(text)
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ClientError(f"{path}: not valid YAML: {problem}{where}") from None
     else:
-        document = json.loads(text)
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ClientError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ClientError(f"{path}: expected an object of template name -> template")
     for name, body in document.items():
@@ -220,9 +229,16 @@ def upload(client: Any, paths: list[Path], prefix: str) -> int:
         _progress(number, len(files), relative)
         try:
             client.put_asset(prefix + relative, path.read_bytes())
-        except (ClientError, OSError) as exc:  # report each failure, keep uploading
+        except (ClientError, OSError) as exc:  # report each failure, keep uploading...
             failed += 1
             print(f"\nimgcdn: {relative}: {exc}", file=sys.stderr)
+            if isinstance(exc, ClientError) and exc.stop:  # ...unless every file would fail
+                uploaded = number - failed
+                print(
+                    f"imgcdn: stopped: {exc.stop}; {uploaded} of {len(files)} uploaded",
+                    file=sys.stderr,
+                )
+                return 1
     print(f"\n{len(files) - failed} uploaded, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
 

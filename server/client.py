@@ -14,7 +14,14 @@ from urllib.parse import quote
 
 
 class ClientError(Exception):
-    """A failed admin call, with the server's error message when it sent one."""
+    """A failed admin call, with the server's error message when it sent one.
+
+    `stop` says why no later call can succeed either (the token is refused, the server
+    cannot be reached), so a run of many calls ends at the first instead of repeating it."""
+
+    def __init__(self, message: str, stop: str | None = None) -> None:
+        super().__init__(message)
+        self.stop = stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +46,15 @@ class AdminClient:
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and method == "GET":
                 return 404, None
-            raise ClientError(f"{method} {path}: {exc.code} {_message(exc)}") from None
+            stop = "the token was refused (check --token or IMGCDN_TOKEN)"
+            raise ClientError(
+                f"{method} {path}: {exc.code} {_message(exc)}",
+                stop if exc.code in (401, 403) else None,
+            ) from None
         except urllib.error.URLError as exc:
-            raise ClientError(f"cannot reach {self.base_url}: {exc.reason}") from None
+            raise ClientError(
+                f"cannot reach {self.base_url}: {exc.reason}", "the server cannot be reached"
+            ) from None
 
     def get_template(self, name: str) -> Any:
         status, body = self.call("GET", f"/v1/templates/{quote(name)}")
