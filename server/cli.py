@@ -1,21 +1,25 @@
-"""`imgcdn serve | sign | templates apply | upload | settings`: parse arguments, act."""
+"""`imgcdn serve | sign | templates apply | upload | settings`: parse arguments, act.
+
+The admin commands (templates apply, upload) live with their HTTP client in client.py.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from server.settings import Settings, SettingsError, settings_table
 
+if TYPE_CHECKING:
+    from server.client import AdminClient
+
 log = logging.getLogger("imgcdn")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".heic", ".heif"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_forever(settings, args.host, args.port, args.workers, args.config)
     if args.command == "sign":
         return sign(settings, args.url, args.expires_in)
-    from server.client import ClientError
+    from server.client import ClientError, apply_templates, upload
 
     try:
         if args.command == "templates":
@@ -155,7 +159,7 @@ def sign(settings: Settings, url: str, expires_in: int | None) -> int:
     return 0
 
 
-def _client(settings: Settings, args: argparse.Namespace) -> Any:
+def _client(settings: Settings, args: argparse.Namespace) -> AdminClient:
     from server.client import AdminClient, ClientError
     from server.runtime import read_admin_token
 
@@ -165,87 +169,3 @@ def _client(settings: Settings, args: argparse.Namespace) -> Any:
         if token is None:
             raise ClientError("no admin token: pass --token or set IMGCDN_TOKEN")
     return AdminClient(args.url, token)
-
-
-def apply_templates(client: Any, path: Path) -> int:
-    """PUT every template in the file whose content differs from the server's: running it
-    twice changes nothing, so template versions (and variant keys) only move on real edits."""
-    from server.client import ClientError
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ClientError(f"{path}: {exc.strerror}") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ClientError(f"{path}: not valid YAML: {problem}{where}") from None
-    else:
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise ClientError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ClientError(f"{path}: expected an object of template name -> template")
-    for name, body in document.items():
-        current = client.get_template(name)
-        if current is not None and _same(current, body):
-            print(f"{name}: unchanged (version {current['version']})")
-            continue
-        result = client.put_template(name, body)
-        print(
-            f"{name}: {'created' if current is None else 'updated'} (version {result['version']})"
-        )
-    return 0
-
-
-def _same(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    fields = {"params": {}, "allow": [], "public": False, "cache_control": None}
-    return all(current.get(k, d) == (wanted.get(k, d) or d) for k, d in fields.items())
-
-
-def upload(client: Any, paths: list[Path], prefix: str) -> int:
-    from server.client import ClientError
-
-    files: list[tuple[Path, str]] = []
-    for path in paths:
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if found.is_file() and found.suffix.lower() in IMAGE_SUFFIXES:
-                    files.append((found, found.relative_to(path).as_posix()))
-        elif path.is_file():
-            files.append((path, path.name))
-        else:
-            print(f"imgcdn: {path}: no such file or folder", file=sys.stderr)
-            return 2
-    failed = 0
-    for number, (path, relative) in enumerate(files, 1):
-        _progress(number, len(files), relative)
-        try:
-            client.put_asset(prefix + relative, path.read_bytes())
-        except (ClientError, OSError) as exc:  # report each failure, keep uploading...
-            failed += 1
-            print(f"\nimgcdn: {relative}: {exc}", file=sys.stderr)
-            if isinstance(exc, ClientError) and exc.stop:  # ...unless every file would fail
-                uploaded = number - failed
-                print(
-                    f"imgcdn: stopped: {exc.stop}; {uploaded} of {len(files)} uploaded",
-                    file=sys.stderr,
-                )
-                return 1
-    print(f"\n{len(files) - failed} uploaded, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _progress(done: int, total: int, name: str) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\r[{bar}] {done}/{total} {name[-40:]:<40}")
-    sys.stderr.flush()
