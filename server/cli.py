@@ -136,6 +136,7 @@ def serve_forever(
             port=port,
             workers=workers,
             access_log=False,  # the app logs one JSON line per request itself
+            log_config=None,  # uvicorn's records reach our JSON lines, not its own format
             log_level=settings.log_level,
             # Longer than a render may take, so a stop finishes the renders in flight.
             timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,

@@ -244,7 +244,43 @@ def test_two_workers_start_and_serve_a_variant(tmp_path):
         assert r.headers["content-type"] == "image/jpeg"
         assert decode(r.content).width == 200
     assert log.count("Started server process") == 2
+    json_records(log)  # each worker logs JSON lines too
     assert code in (0, -signal.SIGTERM)
+
+
+def json_records(log: str) -> list[dict[str, object]]:
+    """Every line of the log as a JSON object: a line that is not one fails the test."""
+    records = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"a log line is not JSON: {line!r}\n{log}") from None
+        assert isinstance(record, dict), line
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_a_truncated_upload_leaves_only_json_lines_in_the_log(tmp_path, level):
+    truncated = (IMAGES / "photo.jpg").read_bytes()[:3000]  # libvips warns "error in tile"
+    with serving(tmp_path, IMGCDN_LOG_LEVEL=level) as served:
+        r = httpx.put(
+            f"{served.base}/v1/assets/cut.jpg",
+            content=truncated,
+            headers={"Authorization": f"Bearer {served.token}"},
+        )
+        served.stop()
+        records = json_records(served.log())
+
+    assert r.status_code == 422, r.text
+    assert ("PUT", 422) in [(r.get("method"), r.get("status")) for r in records]
+    assert any("Application shutdown complete" in str(r.get("message")) for r in records)
+    libvips = [r for r in records if r.get("logger") == "pyvips"]
+    if level == "info":  # the 422 already says the image is broken: no second word on it
+        assert libvips == []
+    else:
+        assert any("error in tile" in str(r["message"]) for r in libvips)
 
 
 @pytest.fixture(scope="module")
