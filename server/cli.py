@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING
 from server.settings import Settings, SettingsError, settings_table
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from server.client import AdminClient
 
 log = logging.getLogger("imgcdn")
@@ -71,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server", parents=[config])
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     sign_cmd = commands.add_parser(
         "sign",
@@ -93,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(raw: str) -> int:
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 0..65535, got {raw!r}")
+    return int(raw)
+
+
 def serve_forever(
     settings: Settings, host: str, port: int, workers: int, config: Path | None
 ) -> int:
@@ -101,6 +111,14 @@ def serve_forever(
     from server.app import configure_logging
     from server.runtime import admin_token_file
 
+    try:
+        # Before anything is said or made: a taken port is then one line, not a banner, a
+        # started app and uvicorn's error after it.
+        sock = _listen(host, port)
+    except OSError as exc:
+        print(f"imgcdn: {_listen_error(host, port, exc)}", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
     configure_logging(settings.log_level)
     if not settings.admin_tokens:
         # Made here, once, before workers start: they only ever read it.
@@ -112,8 +130,10 @@ def serve_forever(
         )
     if config is not None:
         os.environ["IMGCDN_CONFIG"] = str(config.resolve())
-    log.info("imgcdn on http://%s:%d, data in %s", host, port, settings.data_dir.resolve())
+    shown = f"[{host}]" if ":" in host else host
+    log.info("imgcdn on http://%s:%d, data in %s", shown, port, settings.data_dir.resolve())
     with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
         if workers > 1:
             # Workers keep their metrics in files here, so /metrics sums them whichever
             # worker answers. New for each run (values of an earlier run must not count)
@@ -129,7 +149,7 @@ def serve_forever(
                 # against 236, for the same throughput).
                 share = max(1, -(-settings.render_threads // workers))
                 os.environ["IMGCDN_RENDER_THREADS"] = str(share)
-        uvicorn.run(
+        options = uvicorn.Config(
             "server.app:create_app_from_env",
             factory=True,
             host=host,
@@ -141,6 +161,48 @@ def serve_forever(
             # Longer than a render may take, so a stop finishes the renders in flight.
             timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,
         )
+        return _run(options, sock)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound as uvicorn binds its own (which it then listens on)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # workers are processes of their own
+    return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use (stop what holds it, or choose another with --port)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port} (below 1024 needs privileges; see --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine (see --host)"
+    if isinstance(exc, socket.gaierror):
+        return f"--host {host}: {exc.strerror}"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _run(config: uvicorn.Config, sock: socket.socket) -> int:
+    """uvicorn.run's own steps, on the socket we bound (uvicorn.run binds its own)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    with contextlib.suppress(KeyboardInterrupt):
+        if config.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+            return 0
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        return 0 if server.started else 3  # uvicorn's exit status for a failed start
     return 0
 
 

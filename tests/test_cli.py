@@ -141,8 +141,6 @@ def test_templates_apply_with_a_malformed_file_says_so_in_one_line(tmp_path, suf
 def test_serve_divides_the_default_render_threads_among_workers(
     monkeypatch, tmp_path, workers, configured, expected
 ):
-    import uvicorn
-
     from server import cli
     from server.settings import Settings
 
@@ -150,9 +148,12 @@ def test_serve_divides_the_default_render_threads_among_workers(
         monkeypatch.setenv(name, "")  # so the test's end restores them, even when unset
         monkeypatch.delenv(name)
     seen: list[str | None] = []
-    monkeypatch.setattr(
-        uvicorn, "run", lambda *a, **k: seen.append(os.environ.get("IMGCDN_RENDER_THREADS"))
-    )
+
+    def run(config, sock):  # where uvicorn would start, on the socket serve bound
+        seen.append(os.environ.get("IMGCDN_RENDER_THREADS"))
+        return 0
+
+    monkeypatch.setattr(cli, "_run", run)
     settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,))
     if configured is not None:
         settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,), render_threads=configured)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -281,6 +282,30 @@ def test_a_truncated_upload_leaves_only_json_lines_in_the_log(tmp_path, level):
         assert libvips == []
     else:
         assert any("error in tile" in str(r["message"]) for r in libvips)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_port_is_one_line_naming_it_and_no_banner(tmp_path, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(IMGCDN), "serve", "--port", str(port), "--workers", workers],
+            env=env_for(tmp_path / "data"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"imgcdn: port {port} on 127.0.0.1 is in use (stop what holds it, or choose "
+        "another with --port)"
+    ]
 
 
 @pytest.fixture(scope="module")
