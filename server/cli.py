@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _port(raw: str) -> int:
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 5 or not 0 <= int(raw) <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number in 0..65535, got {raw!r}")
     return int(raw)
 

@@ -159,3 +159,12 @@ def test_serve_divides_the_default_render_threads_among_workers(
         settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,), render_threads=configured)
     assert cli.serve_forever(settings, "127.0.0.1", 0, workers, None) == 0
     assert seen == [expected]
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "\u00b2", "http"])
+def test_serve_with_a_port_that_is_no_port_says_so_without_a_traceback(port):
+    out = run("serve", "--port", port)
+
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "argument --port: must be a port number in 0..65535" in out.stderr
