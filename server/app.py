@@ -215,7 +215,28 @@ def _correlation_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+class JsonLines(logging.Formatter):
+    """Each record as one JSON object on one line, uvicorn's and libvips' included: the log
+    is read one record a line, so a plain line or a traceback's many would break it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == access_log.name:
+            return record.getMessage()  # the request line is one JSON object already
+        entry = {"level": record.levelname.lower(), "logger": record.name}
+        entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(message)s", force=True)
-    # libvips reports its tuning choices at INFO ("reducev: using vector path"): noise here.
-    logging.getLogger("pyvips").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    """Every log record on stderr as a JSON line, at `level` and above. Idempotent."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.captureWarnings(True)  # a Python warning is a JSON line too, not raw stderr
+    # libvips warns about the image a request sent ("error in tile 0 x 8" for a truncated
+    # JPEG) when that request's own answer (422) already says it; its INFO lines are tuning
+    # notes ("reducev: using vector path"). Its warnings are for debugging only.
+    pyvips_level = logging.WARNING if level.lower() == "debug" else logging.ERROR
+    logging.getLogger("pyvips").setLevel(pyvips_level)

@@ -1,21 +1,29 @@
-"""`imgcdn serve | sign | templates apply | upload | settings`: parse arguments, act."""
+"""`imgcdn serve | sign | templates apply | upload | settings`: parse arguments, act.
+
+The admin commands (templates apply, upload) live with their HTTP client in client.py.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import errno
 import logging
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from server.settings import Settings, SettingsError, settings_table
 
+if TYPE_CHECKING:
+    import uvicorn
+
+    from server.client import AdminClient
+
 log = logging.getLogger("imgcdn")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".heic", ".heif"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_forever(settings, args.host, args.port, args.workers, args.config)
     if args.command == "sign":
         return sign(settings, args.url, args.expires_in)
-    from server.client import ClientError
+    from server.client import ClientError, apply_templates, upload
 
     try:
         if args.command == "templates":
@@ -67,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server", parents=[config])
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     sign_cmd = commands.add_parser(
         "sign",
@@ -89,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 5 or not 0 <= int(raw) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 0..65535, got {raw!r}")
+    return int(raw)
+
+
 def serve_forever(
     settings: Settings, host: str, port: int, workers: int, config: Path | None
 ) -> int:
@@ -97,6 +111,14 @@ def serve_forever(
     from server.app import configure_logging
     from server.runtime import admin_token_file
 
+    try:
+        # Before anything is said or made: a taken port is then one line, not a banner, a
+        # started app and uvicorn's error after it.
+        sock = _listen(host, port)
+    except OSError as exc:
+        print(f"imgcdn: {_listen_error(host, port, exc)}", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
     configure_logging(settings.log_level)
     if not settings.admin_tokens:
         # Made here, once, before workers start: they only ever read it.
@@ -108,8 +130,10 @@ def serve_forever(
         )
     if config is not None:
         os.environ["IMGCDN_CONFIG"] = str(config.resolve())
-    log.info("imgcdn on http://%s:%d, data in %s", host, port, settings.data_dir.resolve())
+    shown = f"[{host}]" if ":" in host else host
+    log.info("imgcdn on http://%s:%d, data in %s", shown, port, settings.data_dir.resolve())
     with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
         if workers > 1:
             # Workers keep their metrics in files here, so /metrics sums them whichever
             # worker answers. New for each run (values of an earlier run must not count)
@@ -125,17 +149,60 @@ def serve_forever(
                 # against 236, for the same throughput).
                 share = max(1, -(-settings.render_threads // workers))
                 os.environ["IMGCDN_RENDER_THREADS"] = str(share)
-        uvicorn.run(
+        options = uvicorn.Config(
             "server.app:create_app_from_env",
             factory=True,
             host=host,
             port=port,
             workers=workers,
             access_log=False,  # the app logs one JSON line per request itself
+            log_config=None,  # uvicorn's records reach our JSON lines, not its own format
             log_level=settings.log_level,
             # Longer than a render may take, so a stop finishes the renders in flight.
             timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,
         )
+        return _run(options, sock)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound as uvicorn binds its own (which it then listens on)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # workers are processes of their own
+    return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use (stop what holds it, or choose another with --port)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port} (below 1024 needs privileges; see --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine (see --host)"
+    if isinstance(exc, socket.gaierror):
+        return f"--host {host}: {exc.strerror}"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _run(config: uvicorn.Config, sock: socket.socket) -> int:
+    """uvicorn.run's own steps, on the socket we bound (uvicorn.run binds its own)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    with contextlib.suppress(KeyboardInterrupt):
+        if config.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+            return 0
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        return 0 if server.started else 3  # uvicorn's exit status for a failed start
     return 0
 
 
@@ -155,7 +222,7 @@ def sign(settings: Settings, url: str, expires_in: int | None) -> int:
     return 0
 
 
-def _client(settings: Settings, args: argparse.Namespace) -> Any:
+def _client(settings: Settings, args: argparse.Namespace) -> AdminClient:
     from server.client import AdminClient, ClientError
     from server.runtime import read_admin_token
 
@@ -165,71 +232,3 @@ def _client(settings: Settings, args: argparse.Namespace) -> Any:
         if token is None:
             raise ClientError("no admin token: pass --token or set IMGCDN_TOKEN")
     return AdminClient(args.url, token)
-
-
-def apply_templates(client: Any, path: Path) -> int:
-    """PUT every template in the file whose content differs from the server's: running it
-    twice changes nothing, so template versions (and variant keys) only move on real edits."""
-    from server.client import ClientError
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ClientError(f"{path}: {exc.strerror}") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        document = yaml.safe_load(text)
-    else:
-        document = json.loads(text)
-    if not isinstance(document, dict):
-        raise ClientError(f"{path}: expected an object of template name -> template")
-    for name, body in document.items():
-        current = client.get_template(name)
-        if current is not None and _same(current, body):
-            print(f"{name}: unchanged (version {current['version']})")
-            continue
-        result = client.put_template(name, body)
-        print(
-            f"{name}: {'created' if current is None else 'updated'} (version {result['version']})"
-        )
-    return 0
-
-
-def _same(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    fields = {"params": {}, "allow": [], "public": False, "cache_control": None}
-    return all(current.get(k, d) == (wanted.get(k, d) or d) for k, d in fields.items())
-
-
-def upload(client: Any, paths: list[Path], prefix: str) -> int:
-    from server.client import ClientError
-
-    files: list[tuple[Path, str]] = []
-    for path in paths:
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if found.is_file() and found.suffix.lower() in IMAGE_SUFFIXES:
-                    files.append((found, found.relative_to(path).as_posix()))
-        elif path.is_file():
-            files.append((path, path.name))
-        else:
-            print(f"imgcdn: {path}: no such file or folder", file=sys.stderr)
-            return 2
-    failed = 0
-    for number, (path, relative) in enumerate(files, 1):
-        _progress(number, len(files), relative)
-        try:
-            client.put_asset(prefix + relative, path.read_bytes())
-        except (ClientError, OSError) as exc:  # report each failure, keep uploading
-            failed += 1
-            print(f"\nimgcdn: {relative}: {exc}", file=sys.stderr)
-    print(f"\n{len(files) - failed} uploaded, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _progress(done: int, total: int, name: str) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\r[{bar}] {done}/{total} {name[-40:]:<40}")
-    sys.stderr.flush()

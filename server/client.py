@@ -6,15 +6,26 @@ Plain blocking HTTP with the standard library: a CLI run is one request at a tim
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".heic", ".heif"}
+
 
 class ClientError(Exception):
-    """A failed admin call, with the server's error message when it sent one."""
+    """A failed admin call, with the server's error message when it sent one.
+
+    `stop` says why no later call can succeed either (the token is refused, the server
+    cannot be reached), so a run of many calls ends at the first instead of repeating it."""
+
+    def __init__(self, message: str, stop: str | None = None) -> None:
+        super().__init__(message)
+        self.stop = stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +50,15 @@ class AdminClient:
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and method == "GET":
                 return 404, None
-            raise ClientError(f"{method} {path}: {exc.code} {_message(exc)}") from None
+            stop = "the token was refused (check --token or IMGCDN_TOKEN)"
+            raise ClientError(
+                f"{method} {path}: {exc.code} {_message(exc)}",
+                stop if exc.code in (401, 403) else None,
+            ) from None
         except urllib.error.URLError as exc:
-            raise ClientError(f"cannot reach {self.base_url}: {exc.reason}") from None
+            raise ClientError(
+                f"cannot reach {self.base_url}: {exc.reason}", "the server cannot be reached"
+            ) from None
 
     def get_template(self, name: str) -> Any:
         status, body = self.call("GET", f"/v1/templates/{quote(name)}")
@@ -61,3 +78,83 @@ def _message(exc: urllib.error.HTTPError) -> str:
         return str(json.loads(exc.read())["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return str(exc.reason)
+
+
+def apply_templates(client: AdminClient, path: Path) -> int:
+    """PUT every template in the file whose content differs from the server's: running it
+    twice changes nothing, so template versions (and variant keys) only move on real edits."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ClientError(f"{path}: {exc.strerror}") from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ClientError(f"{path}: not valid YAML: {problem}{where}") from None
+    else:
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ClientError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ClientError(f"{path}: expected an object of template name -> template")
+    for name, body in document.items():
+        current = client.get_template(name)
+        if current is not None and _same(current, body):
+            print(f"{name}: unchanged (version {current['version']})")
+            continue
+        result = client.put_template(name, body)
+        print(
+            f"{name}: {'created' if current is None else 'updated'} (version {result['version']})"
+        )
+    return 0
+
+
+def _same(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    fields = {"params": {}, "allow": [], "public": False, "cache_control": None}
+    return all(current.get(k, d) == (wanted.get(k, d) or d) for k, d in fields.items())
+
+
+def upload(client: AdminClient, paths: list[Path], prefix: str) -> int:
+    files: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if found.is_file() and found.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append((found, found.relative_to(path).as_posix()))
+        elif path.is_file():
+            files.append((path, path.name))
+        else:
+            print(f"imgcdn: {path}: no such file or folder", file=sys.stderr)
+            return 2
+    failed = 0
+    for number, (path, relative) in enumerate(files, 1):
+        _progress(number, len(files), relative)
+        try:
+            client.put_asset(prefix + relative, path.read_bytes())
+        except (ClientError, OSError) as exc:  # report each failure, keep uploading...
+            failed += 1
+            print(f"\nimgcdn: {relative}: {exc}", file=sys.stderr)
+            if isinstance(exc, ClientError) and exc.stop:  # ...unless every file would fail
+                uploaded = number - failed
+                print(
+                    f"imgcdn: stopped: {exc.stop}; {uploaded} of {len(files)} uploaded",
+                    file=sys.stderr,
+                )
+                return 1
+    print(f"\n{len(files) - failed} uploaded, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _progress(done: int, total: int, name: str) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    bar = "#" * filled + "." * (width - filled)
+    sys.stderr.write(f"\r[{bar}] {done}/{total} {name[-40:]:<40}")
+    sys.stderr.flush()

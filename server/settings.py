@@ -1,8 +1,8 @@
 """Settings: the only reader of `IMGCDN_*`. Frozen, validated at start, help text per field.
 
 `Settings.load(environ, config_file)` parses every field or raises `SettingsError` with one
-line naming the variable; `imgcdn serve` prints that line and exits. The README's settings
-table is `imgcdn settings` (generated from FIELDS), so the two cannot drift.
+line naming the variable; `imgcdn serve` prints that line and exits. The settings table in
+docs/operations.md is `imgcdn settings` (generated from FIELDS), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -359,18 +359,29 @@ def _read_config(path: Path) -> dict[str, str]:
 
 
 def settings_table() -> str:
-    """The Markdown table of every setting, for `imgcdn settings` and the README."""
+    """The Markdown table of every setting, for `imgcdn settings` and docs/operations.md."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     defaults = Settings()
     for name, spec in FIELDS.items():
-        default = getattr(defaults, name)
-        if name == "render_threads":
-            shown = "2 x cores"
-        elif name == "unsigned":
-            shown = "allow / public-templates"
-        elif isinstance(default, tuple):
-            shown = ",".join(map(str, default)) or "(none)"
-        else:
-            shown = str(default)
-        rows.append(f"| `{spec.env}` | `{shown}` | {spec.help} |")
+        rows.append(
+            f"| `{spec.env}` | {_shown_default(name, getattr(defaults, name))} | {spec.help} |"
+        )
     return "\n".join(rows)
+
+
+def _shown_default(name: str, default: object) -> str:
+    """A default as the variable would be written (`1`, not `True`), in code style; one
+    computed at start, or none at all, in words: neither is a value to copy."""
+    if name == "render_threads":
+        return "2 x cores"
+    if name == "unsigned":
+        return "allow / public-templates"
+    if isinstance(default, bool):  # before int: a bool is an int
+        value = "1" if default else "0"
+    elif isinstance(default, float):  # 5, not 5.0; never 1e+06
+        value = str(int(default)) if default.is_integer() else repr(default)
+    elif isinstance(default, tuple):
+        value = ",".join(map(str, default))
+    else:
+        value = str(default)
+    return f"`{value}`" if value else "(empty)"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from conftest import AUTH, IMAGES, TOKEN, decode
+from conftest import AUTH, IMAGES, TOKEN, decode, free_port
 
 from server.signing import split, verify
 
@@ -97,6 +97,38 @@ def test_upload_with_a_wrong_token_fails_clearly(live_server):
     assert "401" in out.stderr
 
 
+def test_upload_stops_at_the_first_refused_token_instead_of_trying_every_file(live_server):
+    out = run("upload", str(IMAGES), "--url", live_server, "--token", "x" * 20)
+
+    assert out.returncode == 1
+    assert out.stderr.count("401") == 1, out.stderr  # one refusal, not one per file
+    assert "1/6" in out.stderr and "2/6" not in out.stderr
+    assert "stopped: the token was refused (check --token or IMGCDN_TOKEN)" in out.stderr
+    assert "0 of 6 uploaded" in out.stderr
+
+
+def test_upload_to_a_server_that_is_not_there_stops_at_the_first_file():
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    out = run("upload", str(IMAGES), "--url", url, "--token", "x" * 20)
+
+    assert out.returncode == 1
+    assert out.stderr.count(f"cannot reach {url}") == 1, out.stderr
+    assert "2/6" not in out.stderr
+    assert "0 of 6 uploaded" in out.stderr
+
+
+@pytest.mark.parametrize(("suffix", "text"), [(".json", "{not json"), (".yaml", "a: [unclosed")])
+def test_templates_apply_with_a_malformed_file_says_so_in_one_line(tmp_path, suffix, text):
+    file = tmp_path / f"templates{suffix}"
+    file.write_text(text)
+    out = run("templates", "apply", str(file), "--token", "x" * 20)
+
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"imgcdn: {file}: not valid {suffix[1:].upper()}"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
 @pytest.mark.parametrize(
     ("workers", "configured", "expected"),
     [
@@ -109,8 +141,6 @@ def test_upload_with_a_wrong_token_fails_clearly(live_server):
 def test_serve_divides_the_default_render_threads_among_workers(
     monkeypatch, tmp_path, workers, configured, expected
 ):
-    import uvicorn
-
     from server import cli
     from server.settings import Settings
 
@@ -118,11 +148,23 @@ def test_serve_divides_the_default_render_threads_among_workers(
         monkeypatch.setenv(name, "")  # so the test's end restores them, even when unset
         monkeypatch.delenv(name)
     seen: list[str | None] = []
-    monkeypatch.setattr(
-        uvicorn, "run", lambda *a, **k: seen.append(os.environ.get("IMGCDN_RENDER_THREADS"))
-    )
+
+    def run(config, sock):  # where uvicorn would start, on the socket serve bound
+        seen.append(os.environ.get("IMGCDN_RENDER_THREADS"))
+        return 0
+
+    monkeypatch.setattr(cli, "_run", run)
     settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,))
     if configured is not None:
         settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,), render_threads=configured)
     assert cli.serve_forever(settings, "127.0.0.1", 0, workers, None) == 0
     assert seen == [expected]
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "\u00b2", "http"])
+def test_serve_with_a_port_that_is_no_port_says_so_without_a_traceback(port):
+    out = run("serve", "--port", port)
+
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "argument --port: must be a port number in 0..65535" in out.stderr

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import httpx2 as httpx
 import pytest
 from conftest import IMAGES, decode, free_port, wait_until
 
-from server.settings import FIELDS
+from server.settings import FIELDS, Settings
 
 IMGCDN = Path(sys.executable).parent / "imgcdn"
 CHROMIUM_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
@@ -199,6 +200,34 @@ def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
     assert "IMGCDN_MAX_QUEUE" in named
 
 
+def test_imgcdn_settings_prints_each_default_as_its_variable_is_written(tmp_path):
+    result = subprocess.run(
+        [str(IMGCDN), "settings"],
+        env=env_for(tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    defaults = Settings()
+    by_env = {spec.env: name for name, spec in FIELDS.items()}
+    literal = {}
+    for row in result.stdout.splitlines()[2:]:
+        env_cell, default_cell = (cell.strip() for cell in row.split("|")[1:3])
+        name = by_env[env_cell.strip("`")]
+        if default_cell.startswith("`"):
+            literal[name] = default_cell.strip("`")
+            # What the table shows, set as the variable, is the default itself.
+            loaded = Settings.load({env_cell.strip("`"): literal[name]})
+            assert getattr(loaded, name) == getattr(defaults, name), row
+        else:  # not a value to copy: a default computed at start, or nothing at all
+            assert name in ("render_threads", "unsigned") or not getattr(defaults, name), row
+    assert literal["variant_store"] == "1"
+    assert literal["allow_private_sources"] == "0"
+    assert literal["s3_timeout_s"] == "5"
+
+
 def test_two_workers_start_and_serve_a_variant(tmp_path):
     with serving(tmp_path, "--workers", "2") as served:
         admin = {"Authorization": f"Bearer {served.token}"}
@@ -216,7 +245,67 @@ def test_two_workers_start_and_serve_a_variant(tmp_path):
         assert r.headers["content-type"] == "image/jpeg"
         assert decode(r.content).width == 200
     assert log.count("Started server process") == 2
+    json_records(log)  # each worker logs JSON lines too
     assert code in (0, -signal.SIGTERM)
+
+
+def json_records(log: str) -> list[dict[str, object]]:
+    """Every line of the log as a JSON object: a line that is not one fails the test."""
+    records = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"a log line is not JSON: {line!r}\n{log}") from None
+        assert isinstance(record, dict), line
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_a_truncated_upload_leaves_only_json_lines_in_the_log(tmp_path, level):
+    truncated = (IMAGES / "photo.jpg").read_bytes()[:3000]  # libvips warns "error in tile"
+    with serving(tmp_path, IMGCDN_LOG_LEVEL=level) as served:
+        r = httpx.put(
+            f"{served.base}/v1/assets/cut.jpg",
+            content=truncated,
+            headers={"Authorization": f"Bearer {served.token}"},
+        )
+        served.stop()
+        records = json_records(served.log())
+
+    assert r.status_code == 422, r.text
+    assert ("PUT", 422) in [(r.get("method"), r.get("status")) for r in records]
+    assert any("Application shutdown complete" in str(r.get("message")) for r in records)
+    libvips = [r for r in records if r.get("logger") == "pyvips"]
+    if level == "info":  # the 422 already says the image is broken: no second word on it
+        assert libvips == []
+    else:
+        assert any("error in tile" in str(r["message"]) for r in libvips)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_port_is_one_line_naming_it_and_no_banner(tmp_path, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(IMGCDN), "serve", "--port", str(port), "--workers", workers],
+            env=env_for(tmp_path / "data"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"imgcdn: port {port} on 127.0.0.1 is in use (stop what holds it, or choose "
+        "another with --port)"
+    ]
 
 
 @pytest.fixture(scope="module")

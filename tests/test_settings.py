@@ -159,7 +159,7 @@ def test_a_bad_source_hosts_entry_stops_start_up_naming_it(value, entry):
 def test_the_source_deadline_leaves_room_under_a_clients_10_s():
     # Many clients and proxies give up at 10 s; the upload still has to check and store.
     assert Settings().source_timeout_s == 8.0
-    assert "| `IMGCDN_SOURCE_TIMEOUT_S` | `8.0` |" in settings_table()
+    assert "| `IMGCDN_SOURCE_TIMEOUT_S` | `8` |" in settings_table()
 
 
 def test_s3_storage_takes_a_bucket_and_an_optional_prefix():
@@ -302,14 +302,17 @@ def test_every_variable_in_the_table_is_accepted_by_the_loader():
 @pytest.mark.parametrize(
     ("env", "default"),
     [
-        ("IMGCDN_DATA_DIR", "imgcdn-data"),
-        ("IMGCDN_STORAGE", "file"),
-        ("IMGCDN_ADMIN_TOKENS", "(none)"),
-        ("IMGCDN_MAX_OUTPUT_SIDE", "8192"),
-        ("IMGCDN_MAX_SOURCE_BYTES", str(50 * MIB)),
+        ("IMGCDN_DATA_DIR", "`imgcdn-data`"),
+        ("IMGCDN_STORAGE", "`file`"),
+        ("IMGCDN_ADMIN_TOKENS", "(empty)"),
+        ("IMGCDN_MAX_OUTPUT_SIDE", "`8192`"),
+        ("IMGCDN_MAX_SOURCE_BYTES", f"`{50 * MIB}`"),
         ("IMGCDN_RENDER_THREADS", "2 x cores"),
-        ("IMGCDN_SHRINK_ON_LOAD", "fast"),
+        ("IMGCDN_SHRINK_ON_LOAD", "`fast`"),
+        ("IMGCDN_VARIANT_STORE", "`1`"),
+        ("IMGCDN_S3_TIMEOUT_S", "`5`"),
     ],
 )
 def test_the_settings_table_shows_each_default(env, default):
-    assert f"| `{env}` | `{default}` |" in settings_table()
+    # Values in code style, as the variable is written; words for what is not a value.
+    assert f"| `{env}` | {default} |" in settings_table()

@@ -219,6 +219,7 @@ def test_percent_encoded_values_are_decoded_before_checking():
         ("v=a/b", "v"),
         ("v=%C3%A9", "v"),
         ("exp=-1", "exp"),
+        ("exp=-0", "exp"),
         ("exp=soon", "exp"),
         ("exp=", "exp"),
         ("sig=", "sig"),
@@ -307,6 +308,88 @@ def test_g_face_is_a_clear_not_available_yet_400():
     error = refused("w=100&h=100&g=face")
     assert error.param == "g"
     assert "not available yet" in error.message
+
+
+# --- messages: each names the one rule the value breaks -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("dpr=1.255", "dpr must have at most 2 decimals, got '1.255'"),
+        ("dpr=5", "dpr must be a number in 1..4, got '5'"),
+        ("dpr=0.5", "dpr must be a number in 1..4, got '0.5'"),
+        ("dpr=1,5", "dpr must be a decimal number like 1.5, got '1,5'"),
+        ("dpr=nan", "dpr must be a decimal number like 1.5, got 'nan'"),
+        ("dpr=1e0", "dpr must be a decimal number like 1.5, got '1e0'"),
+        ("rot=12.345", "rot must have at most 2 decimals, got '12.345'"),
+        ("rot=361", "rot must be a number in -360..360, got '361'"),
+        ("rot=90deg", "rot must be a decimal number like 1.5, got '90deg'"),
+        ("blur=1.2345", "blur must have at most 3 decimals, got '1.2345'"),
+        ("blur=-1", "blur must be a number in 0.3..100, got '-1'"),
+        ("sharpen=10.5", "sharpen must be a number in 0.3..10, got '10.5'"),
+        ("w=0", "w must be an integer in 1..8192, got '0'"),
+        ("w=-5", "w must be an integer in 1..8192, got '-5'"),
+        ("w=%2B5", "w must be an integer written with digits 0-9 only, got '+5'"),
+        ("w=1.5", "w must be an integer written with digits 0-9 only, got '1.5'"),
+        ("q=80.5", "q must be an integer written with digits 0-9 only, got '80.5'"),
+        ("q=101", "q must be an integer in 1..100, got '101'"),
+        ("g=fp:0.5", "g=fp:X,Y needs two numbers separated by a comma, got 'fp:0.5'"),
+        ("g=fp:a,b", "g=fp:X,Y needs two numbers separated by a comma, got 'fp:a,b'"),
+        ("g=fp:1.5,0", "g=fp:X,Y needs X and Y in 0..1, got 'fp:1.5,0'"),
+        ("crop=1,2,3", "crop must be X,Y,W,H: four integers (digits 0-9 only), got '1,2,3'"),
+        (
+            "crop=1.5,0,9,9",
+            "crop must be X,Y,W,H: four integers (digits 0-9 only), got '1.5,0,9,9'",
+        ),
+        ("crop=0,0,0,10", "crop W and H must be at least 1, got '0,0,0,10'"),
+        ("crop=1000000,0,9,9", "crop values must be at most 999999, got '1000000,0,9,9'"),
+    ],
+)
+def test_a_bad_number_is_refused_naming_the_rule_it_breaks(query, message):
+    assert refused(query).message == message
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "value"),
+    [
+        ("w=0800", "width", 800),
+        ("dpr=01.5", "dpr", 1.5),
+        ("rot=-090.25", "rot", -90.25),
+        ("blur=0001.125", "blur", 1.125),
+    ],
+)
+def test_leading_zeros_are_accepted_in_decimals_as_in_integers(query, field, value):
+    assert getattr(parse(query), field) == value
+
+
+def listed_values(message: str) -> list[str]:
+    """The values a `... must be one of a, b, c, got 'x'` message offers."""
+    offered = message.split(" must be one of ", 1)[1].rsplit(", got ", 1)[0]
+    return offered.split(", ")
+
+
+def test_the_g_message_lists_exactly_the_gravities_that_are_accepted():
+    offered = listed_values(refused("w=10&h=10&g=north").message)
+
+    assert "face" not in offered
+    assert "fp:X,Y" in offered
+    for value in offered:
+        written = "fp:0.5,0.5" if value == "fp:X,Y" else value
+        parse(f"w=10&h=10&g={written}")  # each one the message offers is accepted
+
+
+def test_the_fmt_message_lists_every_accepted_spelling_jpg_included():
+    offered = listed_values(refused("fmt=exe").message)
+
+    assert "jpg" in offered
+    for value in offered:
+        parse(f"fmt={value}")
+
+
+def test_fmt_jpg_is_jpeg():
+    assert parse("fmt=jpg") == parse("fmt=jpeg")
+    assert key("fmt=jpg&w=10") == key("fmt=jpeg&w=10")
 
 
 def test_target_multiplies_w_and_h_by_dpr():
@@ -538,3 +621,24 @@ def test_a_bad_template_name_is_a_400_naming_template(name):
     with pytest.raises(InvalidParam) as info:
         validate_template_name(name)
     assert (info.value.status, info.value.param) == (400, "template")
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("w=" + "0" * 5000 + "800", None),
+        ("w=" + "9" * 5000, "w"),
+        ("exp=-" + "0" * 5000 + "1", "exp"),
+        ("crop=" + "0" * 5000 + "1,0,10,10", None),
+        ("crop=" + "9" * 5000 + ",0,10,10", "crop"),
+        ("dpr=" + "0" * 5000 + "2", None),
+        ("dpr=" + "9" * 5000, "dpr"),
+        ("rot=1." + "0" * 5000, "rot"),
+    ],
+)
+def test_numbers_thousands_of_digits_long_are_parsed_or_refused_never_an_error(query, param):
+    # int() refuses over 4,300 digits with a ValueError: it must never see such a string.
+    if param is None:
+        parse(query)
+    else:
+        assert refused(query).param == param
