@@ -249,3 +249,11 @@ def test_an_unknown_asset_is_a_404_json(client):
     assert r.status_code == 404
     assert r.headers["cache-control"] == "no-store"
     assert r.json()["error"]["code"] == "asset_not_found"
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A3", "9" * 5000, "0", "1001", "-1", "1.5"])
+def test_a_list_limit_that_is_not_1_to_1000_in_ascii_digits_is_a_400(client, limit):
+    # '²' and Arabic-Indic digits pass str.isdigit but not int(): once a 500.
+    r = client.get(f"/v1/assets?limit={limit}", headers=AUTH)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "limit"

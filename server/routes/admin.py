@@ -164,7 +164,8 @@ async def read_body(request: Request, cap: int, limit: int | None = None) -> byt
     and again while it streams in. `limit` is the figure the error names (default cap)."""
     shown = limit if limit is not None else cap
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
+    # isdigit alone takes '²' and other Unicode digits, which int() refuses: ASCII only.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > cap:
         raise TooLarge(f"body is {declared} bytes, the limit is {shown}")
     chunks: list[bytes] = []
     size = 0
@@ -178,7 +179,7 @@ async def read_body(request: Request, cap: int, limit: int | None = None) -> byt
 
 def page_limit(request: Request) -> int:
     raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or not 1 <= int(raw) <= 1000:
         raise InvalidParam("limit", f"limit must be an integer in 1..1000, got {raw!r}")
     return int(raw)
 

@@ -111,7 +111,7 @@ def _cap_max_age(policy: str, seconds_left: int) -> str:
         name, _, value = directive.partition("=")
         name = name.strip().lower()
         if name in ("immutable", "stale-while-revalidate", "stale-if-error", "max-age"):
-            if name == "max-age" and value.strip().isdigit():
+            if name == "max-age" and value.strip().isascii() and value.strip().isdigit():
                 seconds_left = min(seconds_left, int(value))
             continue
         if directive:
