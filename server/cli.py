@@ -7,12 +7,16 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.settings import Settings, SettingsError, settings_table
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("imgcdn")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".heic", ".heif"}
@@ -125,7 +129,7 @@ def serve_forever(
                 # against 236, for the same throughput).
                 share = max(1, -(-settings.render_threads // workers))
                 os.environ["IMGCDN_RENDER_THREADS"] = str(share)
-        uvicorn.run(
+        server_config = uvicorn.Config(
             "server.app:create_app_from_env",
             factory=True,
             host=host,
@@ -136,7 +140,36 @@ def serve_forever(
             # Longer than a render may take, so a stop finishes the renders in flight.
             timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,
         )
-    return 0
+        return _run(server_config)
+
+
+def _run(config: uvicorn.Config) -> int:
+    """What uvicorn.run does, with two changes to how it stops (tests/test_shutdown.py).
+
+    --workers N: the supervisor closes its own copy of the listening socket once told to
+    stop. uvicorn's kept it open until the last worker had drained, so new connections
+    were queued by the kernel, left unanswered, then reset, instead of refused at once.
+
+    One worker: uvicorn drains, then raises the SIGTERM it caught again, to end the process
+    by it. Exit 0 instead, as the supervisor of --workers N does: the stop went as asked.
+    (Before uvicorn takes SIGTERM over, the handler ends start-up at once.)"""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:  # once, when the workers are to stop
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    if config.workers > 1:
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def sign(settings: Settings, url: str, expires_in: int | None) -> int:

@@ -109,8 +109,6 @@ def test_upload_with_a_wrong_token_fails_clearly(live_server):
 def test_serve_divides_the_default_render_threads_among_workers(
     monkeypatch, tmp_path, workers, configured, expected
 ):
-    import uvicorn
-
     from server import cli
     from server.settings import Settings
 
@@ -119,7 +117,7 @@ def test_serve_divides_the_default_render_threads_among_workers(
         monkeypatch.delenv(name)
     seen: list[str | None] = []
     monkeypatch.setattr(
-        uvicorn, "run", lambda *a, **k: seen.append(os.environ.get("IMGCDN_RENDER_THREADS"))
+        cli, "_run", lambda config: seen.append(os.environ.get("IMGCDN_RENDER_THREADS")) or 0
     )
     settings = Settings(data_dir=tmp_path, admin_tokens=(TOKEN,))
     if configured is not None:
