@@ -5,6 +5,8 @@
   speed, so a slow answer shows in p99 instead of slowing the sender down (wrk's closed
   loop hides that: coordinated omission). For latency at a given load.
 - `burst`: N requests at once, for the stampede.
+- `mixed`: a fixed list of requests of several kinds, each with its own headers, counting
+  each kind's statuses: the soak.
 - `Watch`: the server's CPU per request and peak RSS over a run (its whole process tree),
   and the CPU everything else on the machine took meanwhile (the noise figure).
 """
@@ -19,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,3 +252,36 @@ async def _fixed_count(base: str, paths: list[str], concurrency: int) -> int:
 def fixed_count(base: str, paths: list[str], concurrency: int) -> int:
     """Every path once, `concurrency` at a time; how many failed."""
     return asyncio.run(_fixed_count(base, paths, concurrency))
+
+
+async def _mixed(
+    base: str, requests: list[tuple[str, str, dict[str, str]]], concurrency: int
+) -> dict[str, Counter[str]]:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    outcomes: Counter[str] = Counter()
+    caches: Counter[str] = Counter()
+    queue = iter(requests)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
+
+        async def worker() -> None:
+            for kind, path, headers in queue:
+                try:
+                    async with session.get(base + path, headers=headers) as response:
+                        await response.read()
+                        outcomes[f"{kind} {response.status}"] += 1
+                        caches[response.headers.get("X-Cache", "none")] += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    outcomes[f"{kind} failed"] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"outcomes": outcomes, "x_cache": caches}
+
+
+def mixed(
+    base: str, requests: list[tuple[str, str, dict[str, str]]], concurrency: int
+) -> dict[str, Counter[str]]:
+    """Every (kind, path, headers) once, `concurrency` at a time. Counts "<kind> <status>"
+    (or "<kind> failed" when no answer came), and the answers' X-Cache values."""
+    return asyncio.run(_mixed(base, requests, concurrency))

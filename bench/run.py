@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -249,7 +250,9 @@ def thumbor() -> Iterator[tuple[str, int]]:
 
 
 class Bench:
-    def __init__(self, seconds: float, only: set[str] | None, growth: int = 11000) -> None:
+    def __init__(
+        self, seconds: float, only: set[str] | None, growth: int = 11000, soak: int = 100_000
+    ) -> None:
         self.seconds = seconds
         self.only = only
         self.rows: list[dict[str, Any]] = []
@@ -257,6 +260,7 @@ class Bench:
         self.facts: dict[str, Any] = {}
         self.serial = 0
         self.growth = growth  # requests of the memory run
+        self.soak = soak  # requests of the soak
 
     def wanted(self, name: str) -> bool:
         return self.only is None or name in self.only
@@ -475,13 +479,7 @@ def run_growth(b: Bench, server: Imgcdn) -> None:
     total = b.growth
     log(f"== memory: RSS per worker over {total:,} cold renders (2 MP -> 200 px, memory cache off)")
     paths = [f"/t/_/photo-2mp.jpg?w=200&fmt=jpeg&v=g{i}" for i in range(total)]
-    workers = [
-        p for p in procstat.family(server.pid)[1:] if procstat.status_kb(p, "VmRSS") > 40_000
-    ]
-
-    def rss() -> list[float]:
-        return [round(procstat.status_kb(p, "VmRSS") / 1024, 1) for p in workers]
-
+    rss = worker_rss(server)
     started = time.monotonic()
     errors = load.fixed_count(server.base, paths[:1000], 8)
     curve = {1000: rss()}
@@ -495,6 +493,109 @@ def run_growth(b: Bench, server: Imgcdn) -> None:
     }
     for done, mb in curve.items():
         log(f"  after {done:>6,} requests: RSS {mb} MB per worker")
+
+
+def worker_rss(server: Imgcdn) -> Callable[[], list[float]]:
+    """A reader of the RSS of each of the server's workers, in MB (its children big enough
+    to be one: not multiprocessing's resource tracker)."""
+    workers = [
+        p for p in procstat.family(server.pid)[1:] if procstat.status_kb(p, "VmRSS") > 40_000
+    ]
+    return lambda: [round(procstat.status_kb(p, "VmRSS") / 1024, 1) for p in workers]
+
+
+# The soak's requests, one block of 20 repeated: 65 % memory hits (h), 20 % 304
+# revalidations (r), 5 % cold renders (c), 5 % 400s (b) and 5 % 404s (n).
+SOAK_MIX = "hrhhchhrhbhhrhhnhhrh"
+SOAK_EXPECTED = {"hit": 200, "revalidate": 304, "cold": 200, "bad-param": 400, "missing": 404}
+# The memory cache of each worker: small enough for the cold variants (~27 KB each) to fill
+# it within the warm-up, so the run measures a full cache evicting. Growth up to
+# IMGCDN_MEMORY_CACHE_BYTES (256 MB by default) is by design, and would hide a leak.
+SOAK_CACHE_BYTES = 8 * 1024 * 1024
+SOAK_WARMUP = 0.2  # of the run: allocator arenas and the cache fill; judged after it
+
+
+def soak_requests(server: Imgcdn, total: int) -> list[tuple[str, str, dict[str, str]]]:
+    """`total` requests in SOAK_MIX's proportions. The hits and revalidations cycle over 18
+    variants of the three photos, rendered here first; every cold URL, bad width and
+    missing id is distinct, so nothing about them can be cached."""
+    warm = [
+        f"/t/_/{photo}?w={w}&fmt={fmt}&v=soak"
+        for photo in PHOTOS
+        for w in (200, 400, 800)
+        for fmt in ("jpeg", "webp")
+    ]
+    etags = {}
+    for url in warm:
+        status, headers, _ = http(server.base + url)
+        if status != 200:
+            raise RuntimeError(f"soak warm-up {url}: {status}")
+        etags[url] = headers.get("etag") or headers.get("ETag") or ""
+    requests: list[tuple[str, str, dict[str, str]]] = []
+    for i in range(total):
+        url = warm[i % len(warm)]
+        kind = SOAK_MIX[i % len(SOAK_MIX)]
+        if kind == "h":
+            requests.append(("hit", url, {}))
+        elif kind == "r":
+            requests.append(("revalidate", url, {"If-None-Match": etags[url]}))
+        elif kind == "c":
+            requests.append(("cold", f"/t/_/photo-2mp.jpg?w=400&fmt=jpeg&v=soak{i}", {}))
+        elif kind == "b":
+            requests.append(("bad-param", f"/t/_/photo-2mp.jpg?w=x{i}", {}))
+        else:
+            requests.append(("missing", f"/t/_/missing-{i}.jpg?w=200", {}))
+    return requests
+
+
+def run_soak(b: Bench) -> None:
+    """RSS per worker over `b.soak` mixed requests (`--soak N`), sampled every tenth of the
+    run, on 2 workers with a small memory cache (SOAK_CACHE_BYTES). The asyncio driver at
+    8 connections, so every request is sent exactly once and each kind's statuses counted."""
+    if not b.wanted("soak"):
+        return
+    total = b.soak
+    log(f"== soak: RSS per worker over {total:,} mixed requests (hits, 304s, cold, 400s, 404s)")
+    with imgcdn(IMGCDN_MEMORY_CACHE_BYTES=str(SOAK_CACHE_BYTES)) as server:
+        requests = soak_requests(server, total)
+        rss = worker_rss(server)
+        procstat.wait_quiet(QUIET_MAX, log)
+        curve = {0: rss()}
+        outcomes: Counter[str] = Counter()
+        caches: Counter[str] = Counter()
+        watch = load.Watch(server.pid)
+        watch.start()
+        started = time.monotonic()
+        done = 0
+        for mark in (total * k // 10 for k in range(1, 11)):
+            tally = load.mixed(server.base, requests[done:mark], 8)
+            outcomes.update(tally["outcomes"])
+            caches.update(tally["x_cache"])
+            done = mark
+            curve[done] = rss()
+            log(f"  after {done:>7,} requests: RSS {curve[done]} MB per worker")
+        seconds = time.monotonic() - started
+        figures = watch.stop(total)
+    unexpected = 0
+    for key, n in outcomes.items():
+        kind, _, status = key.partition(" ")
+        unexpected += n if status != str(SOAK_EXPECTED[kind]) else 0
+    b.facts["soak"] = {
+        "requests": total,
+        "seconds": round(seconds, 1),
+        "rps": round(total / seconds, 1),
+        "rss_mb_per_worker": curve,
+        "answers": dict(sorted(outcomes.items())),
+        "x_cache": dict(sorted(caches.items())),
+        "unexpected": unexpected,
+        "memory_cache_bytes": SOAK_CACHE_BYTES,
+        **figures,
+    }
+    log(
+        f"  {total:,} requests in {seconds:.0f} s ({total / seconds:,.0f} req/s), "
+        f"{figures.get('cpu_ms_per_req')} CPU ms/req, other CPU {figures['other_cpu_pct']} %; "
+        f"answers {dict(sorted(outcomes.items()))}, {unexpected} unexpected"
+    )
 
 
 # --- the report --------------------------------------------------------------------------
@@ -542,9 +643,32 @@ def report(b: Bench) -> str:
             for r in b.facts["codecs"]
         ]
         out.append("")
+    if "soak" in b.facts:
+        out += soak_report(b.facts["soak"])
     out += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
     out += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(b)]
     return "\n".join(out) + "\n"
+
+
+def soak_report(soak: dict[str, Any]) -> list[str]:
+    curve = soak["rss_mb_per_worker"]
+    workers = len(next(iter(curve.values())))
+    out = [
+        f"## Soak: {soak['requests']:,} mixed requests, 2 workers, "
+        f"IMGCDN_MEMORY_CACHE_BYTES={soak['memory_cache_bytes']:,}",
+        "",
+        f"{soak['seconds']:g} s ({soak['rps']:,.0f} req/s), {soak.get('cpu_ms_per_req')} "
+        f"server CPU ms/req, other CPU {soak['other_cpu_pct']} %. Answers: "
+        + ", ".join(f"{k}: {n:,}" for k, n in soak["answers"].items())
+        + f" ({soak['unexpected']} unexpected). X-Cache: "
+        + ", ".join(f"{k}: {n:,}" for k, n in soak["x_cache"].items())
+        + ".",
+        "",
+        "| requests | " + " | ".join(f"RSS MB worker {i + 1}" for i in range(workers)) + " |",
+        "|---|" + "---|" * workers,
+    ]
+    out += [f"| {n:,} | " + " | ".join(map(str, mb)) + " |" for n, mb in curve.items()]
+    return [*out, ""]
 
 
 def targets(b: Bench) -> list[tuple[str, str, bool]]:
@@ -634,6 +758,20 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
                 growth <= 10,
             )
         )
+    if "soak" in b.facts:
+        soak = b.facts["soak"]
+        curve = soak["rss_mb_per_worker"]
+        last = max(curve)
+        warm = min(curve, key=lambda n: abs(n - SOAK_WARMUP * last))  # 20,000 of 100,000
+        growth = max(z - w for z, w in zip(curve[last], curve[warm], strict=True))
+        found.append(
+            (
+                f"soak: RSS per worker flat after warm-up ({warm:,} -> {last:,} mixed "
+                "requests: <= 10 MB), every answer as expected",
+                f"{curve[warm]} -> {curve[last]} MB per worker, {soak['unexpected']} unexpected",
+                growth <= 10 and soak["unexpected"] == 0,
+            )
+        )
     return found
 
 
@@ -642,17 +780,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10, help="each load run (default 10)")
     ap.add_argument(
         "--only",
-        help="comma-separated: codecs,cold,scaling,latency,warm,nginx,stampede,settings,memory",
+        help="comma-separated: codecs,cold,scaling,latency,warm,nginx,stampede,settings,memory,"
+        "soak",
     )
     ap.add_argument("--no-peer", action="store_true", help="skip thumbor")
     ap.add_argument(
         "--growth", type=int, default=11000, help="requests of the memory run (default 11000)"
     )
+    ap.add_argument(
+        "--soak", type=int, default=100_000, help="requests of the soak (default 100000)"
+    )
     ap.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     a = ap.parse_args()
     out = a.out or BENCH / "results" / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    b = Bench(a.seconds, set(a.only.split(",")) if a.only else None, max(3000, a.growth))
+    only = set(a.only.split(",")) if a.only else None
+    b = Bench(a.seconds, only, max(3000, a.growth), max(1000, a.soak))
     started = time.monotonic()
     log(f"imgcdn bench: {os.cpu_count()} cores, {a.seconds:g} s a run, results in {out}")
     if b.wanted("codecs"):
@@ -665,6 +808,7 @@ def main() -> None:
             run_main(b, peer, Path(tmp))
         run_settings(b)
         run_store(b)
+        run_soak(b)
     b.facts["seconds"] = round(time.monotonic() - started)
     (out / "results.json").write_text(json.dumps({"rows": b.rows, "facts": b.facts}, indent=1))
     table = report(b)
