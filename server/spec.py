@@ -24,13 +24,19 @@ DEFAULT_QUALITY: dict[Format, int] = {"jpeg": 80, "webp": 80, "avif": 55}
 LOSSY: frozenset[Format] = frozenset({"jpeg", "webp", "avif"})
 
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_DPR = re.compile(r"\d(\.\d{1,2})?")
-_DECIMAL = re.compile(r"-?\d{1,3}(\.\d{1,2})?")
-_SIGMA = re.compile(r"\d{1,3}(\.\d{1,3})?")
+# re.ASCII: a unicode \d would take U+0662 (Arabic-Indic two), which float() reads as 2.
+_DPR = re.compile(r"\d(\.\d{1,2})?", re.ASCII)
+_DECIMAL = re.compile(r"-?\d{1,3}(\.\d{1,2})?", re.ASCII)
+_SIGMA = re.compile(r"\d{1,3}(\.\d{1,3})?", re.ASCII)
+# A fraction as clients print one: decimals, or the exponent form of small numbers
+# (Python's str(0.00005) is "5e-05"). ASCII only, no sign, no "nan": float() takes more.
+_FRACTION = re.compile(r"\d{1,32}(\.\d{1,32})?([eE]-?\d{1,3})?", re.ASCII)
 _HEX = re.compile(r"[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
 _B64URL = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TEMPLATE = re.compile(r"_|[a-z0-9][a-z0-9_-]{0,63}")
 MAX_ID_BYTES = 1024
+# 9999-12-31T23:59:59Z: the last second an Expires header (and datetime) can write.
+MAX_EXP = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +250,7 @@ def _flag(name: str, raw: str) -> bool:
 def _gravity(raw: str) -> dict[str, object]:
     if raw.startswith("fp:"):
         try:
-            x, y = (float(v) for v in raw[3:].split(","))
+            x, y = (float(v) for v in raw[3:].split(",") if _FRACTION.fullmatch(v))
         except ValueError:
             x = y = -1.0
         if not (0 <= x <= 1 and 0 <= y <= 1):
@@ -305,7 +311,7 @@ _PARSERS: dict[str, Parser] = {
     "progressive": lambda raw, lim: {"progressive": _flag("progressive", raw)},
     "anim": lambda raw, lim: {"anim": _flag("anim", raw)},
     "v": lambda raw, lim: {"version": _regex("v", raw, _VERSION, "1..64 of [A-Za-z0-9._-]")},
-    "exp": lambda raw, lim: {"exp": _int_in("exp", raw, 0, 2**40)},
+    "exp": lambda raw, lim: {"exp": _int_in("exp", raw, 0, MAX_EXP)},
     "sig": lambda raw, lim: {"sig": _regex("sig", raw, _B64URL, "base64url")},
 }
 
