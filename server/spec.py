@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
@@ -154,23 +154,48 @@ def validate_template_name(name: str) -> str:
 
 
 def validate_id(asset_id: str) -> str:
-    """An asset id as SPEC §2 allows: 1..1024 bytes, no traversal, no control characters."""
-    size = len(asset_id.encode("utf-8", "surrogatepass"))
+    """An asset id as SPEC §2 allows: 1..1024 bytes of UTF-8, no traversal, no control
+    characters: neither as given nor in any form that decoding it again makes of it."""
+    try:
+        size = len(asset_id.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no store can write it as a key
+        raise InvalidId("id must be valid UTF-8") from None
     if not 1 <= size <= MAX_ID_BYTES:
         raise InvalidId(f"id must be 1..{MAX_ID_BYTES} bytes, got {size}")
-    if "\\" in asset_id:
-        raise InvalidId("id must not contain a backslash")
-    if any(unicodedata.category(c) == "Cc" for c in asset_id):  # C0, DEL and C1
-        raise InvalidId("id must not contain control characters")
     for segment in asset_id.split("/"):
-        # Percent-decode again: a double-encoded "%252e%252e" reached us as "%2e%2e", and
-        # whatever sits behind us (S3, a CDN, a log reader) may decode it once more.
-        decoded = unquote(segment)
         if not segment:
             raise InvalidId("id must not contain empty segments")
-        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
-            raise InvalidId("id must not contain '.' or '..' segments")
+        for depth, form in enumerate(_decodings(segment)):
+            _check_segment(form, decoded=depth > 0)
     return asset_id
+
+
+def _decodings(segment: str) -> Iterator[str]:
+    """The segment, then what percent-decoding it again and again makes of it: whatever sits
+    behind us (S3, a CDN, a log reader) may decode "%252e%252e" once, or twice, more."""
+    yield segment
+    while "%" in segment:  # bounded: every decoding that changes the text shortens it
+        try:
+            decoded = unquote(segment, errors="strict")
+        except UnicodeDecodeError:  # "%c0%ae" is an overlong "." to a lenient decoder
+            raise InvalidId("id must not percent-encode bytes that are not UTF-8") from None
+        if decoded == segment:
+            return
+        segment = decoded
+        yield segment
+
+
+def _check_segment(form: str, decoded: bool) -> None:
+    if "\\" in form:
+        raise InvalidId("id must not contain a backslash")
+    if decoded and "/" in form:
+        raise InvalidId("id must not contain a percent-encoded '/'")
+    if any(unicodedata.category(c) == "Cc" for c in form):  # C0, DEL and C1
+        raise InvalidId("id must not contain control characters")
+    # NFKC, which some readers apply, makes ".." of fullwidth dots (U+FF0E) and of U+2025.
+    folded = unicodedata.normalize("NFKC", form).replace("\\", "/")
+    if any(part in (".", "..") for part in folded.split("/")):
+        raise InvalidId("id must not contain '.' or '..' segments")
 
 
 def query_pairs(query: str) -> dict[str, str]:
