@@ -1,6 +1,7 @@
-"""The SPEC §2 query grammar as hypothesis strategies, written from the SPEC, not from
-server/spec.py: values inside the grammar (with the field each one sets), values outside it,
-and the ways a query string can be spelled. Shared by the property tests."""
+"""The SPEC §2 delivery URL as hypothesis strategies, written from the SPEC, not from
+server/spec.py: query values inside the grammar (with the field each one sets), values
+outside it, the ways a query string can be spelled, and hostile id segments. Shared by
+the property tests."""
 
 from __future__ import annotations
 
@@ -209,6 +210,18 @@ for _name in NAMES:
     INVALID[_name] = st.one_of(INVALID[_name], _mangled(VALID[_name]))
 for _name in ("w", "h", "dpr", "crop", "rot", "q", "maxbytes", "blur", "sharpen", "trim", "exp"):
     INVALID[_name] = st.one_of(INVALID[_name], _foreign(VALID[_name]))
+
+# Id segments that must never reach a store: dot segments percent-encoded once, twice or
+# three times, encoded slashes, backslashes, NUL and control characters, fullwidth and
+# leader dots, overlong UTF-8, lone surrogates; and a few that only look odd.
+HOSTILE = [
+    ".", "..", "...", "%2e", "%2E%2e", ".%2e", "%252e%252e", "%25252e%25252e", "%2525252e",
+    "%2f", "%2F", "%252f", "a%2fb", "%5c", "%255c", "\\", "..\\..", "%00", "%2500", "%0a",
+    "%250d", "%7f", "%c2%85", "\x00", "\n", "\x85", "\u2028", "\ufeff", "\u202e",
+    "\uff0e", "\uff0e\uff0e", "\u2025", "\u2024", "\ufe19", "\uff0e%2e", "\uff0f", "\uff3c",
+    "..\uff0f..", "%ef%bc%8e%ef%bc%8e", "%c0%ae%c0%ae", "%c0%af", "%e0%80%ae", "%ff", "%", "%%",
+    "%2", "\ud800", "\udfff", "e\u0301", "\u00e9",
+]  # fmt: skip
 
 # What each valid value sets on TransformSpec: (field, raw -> expected value).
 FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {

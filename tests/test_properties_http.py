@@ -11,11 +11,10 @@ from urllib.parse import quote
 
 import pytest
 from conftest import AUTH, IMAGES, TOKEN
-from grammar import INVALID, NAMES, VALID, decimals, ints, query
+from grammar import HOSTILE, INVALID, NAMES, VALID, decimals, ints, query
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from test_properties_ids import HOSTILE
 
 from server import signing
 from server.app import create_app
