@@ -153,15 +153,15 @@ def params_problems(params: Any) -> set[str]:
         return {"params"}
     found = {f"params.{k}" for k, v in params.items() if k != "wm" and not is_scalar(v)}
     found |= {f"params.{k}" for k in ("sig", "exp") if k in params}
-    if "wm" in params:
-        mark = attempt(lambda: wm.parse(params["wm"]))
-        if isinstance(mark, ImgcdnError):
-            found.add(f"params.{mark.param}")
-    if not found:
+    if not found:  # every value is a scalar: the URL parser judges them
         scalars = {k: as_param(v) for k, v in params.items() if k != "wm"}
         spec = attempt(lambda: parse_params(scalars, LIMITS))
         if isinstance(spec, ImgcdnError):
             found.add(f"params.{spec.param}")
+    if params.get("wm") is not None:  # null: no watermark, as null is "none" elsewhere
+        mark = attempt(lambda: wm.parse(params["wm"]))
+        if isinstance(mark, ImgcdnError):
+            found.add(f"params.{mark.param}")
     return found
 
 
