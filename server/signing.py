@@ -24,8 +24,11 @@ def _signer(key: str) -> Signer:
     return Signer(key, salt=SALT, digest_method=hashlib.sha256, key_derivation="hmac")
 
 
-def signature(message: str, key: str) -> str:
-    return _signer(key).get_signature(message.encode("utf-8")).decode("ascii")
+def signature(message: str | bytes, key: str) -> str:
+    """The sig of `message`: its bytes as given, or a text's UTF-8, which is what a client
+    sends of it."""
+    data = message.encode("utf-8") if isinstance(message, str) else message
+    return _signer(key).get_signature(data).decode("ascii")
 
 
 def sign(path_and_query: str, key: str) -> str:
@@ -38,26 +41,30 @@ def split(path: str, query: str) -> tuple[str, str | None]:
     """(signed string, sig) of a raw path and query; sig is None on an unsigned URL.
 
     Only the query is searched: an id may contain `&sig=` in its path."""
-    if query.startswith("sig="):
-        cut = 0
-    else:
-        found = query.rfind("&sig=")
-        if found < 0:
-            return (f"{path}?{query}" if query else path), None
-        cut = found + 1
-    sig = query[cut + 4 :]
+    found = query.rfind("&sig=")  # the last: a sig is the last parameter
+    if found < 0 and not query.startswith("sig="):
+        return (f"{path}?{query}" if query else path), None
+    sig = query[found + 5 :] if found >= 0 else query[4:]
     if "&" in sig:
         raise InvalidParam("sig", "sig must be the last parameter")
-    signed_query = query[: max(cut - 1, 0)]
-    return (f"{path}?{signed_query}" if signed_query else path), sig
+    # Up to but excluding "?sig=" or "&sig=": a client that signed "a.jpg?" sends
+    # "a.jpg?&sig=...", and its "?" is part of what it signed.
+    return (f"{path}?{query[:found]}" if found >= 0 else path), sig
 
 
 def verify(message: str, sig: str, keys: Sequence[str]) -> None:
-    """Accept when any key signed `message`; compare in constant time against every key."""
+    """Accept when any key signed `message`; compare in constant time against every key.
+
+    `message` is what `split` returns of the request's bytes decoded as latin-1 (one
+    character per byte): the HMAC runs over those bytes, exactly as sent (SPEC §3)."""
     if not keys:
         raise InvalidSignature("this server has no signing keys: signed URLs cannot verify")
+    try:
+        data = message.encode("latin-1")
+    except UnicodeEncodeError:  # not one character per byte: no request can carry it
+        raise InvalidSignature("signature does not match this URL") from None
     given = sig.encode("ascii", "replace")
-    results = [hmac.compare_digest(given, signature(message, k).encode()) for k in keys]
+    results = [hmac.compare_digest(given, signature(data, k).encode()) for k in keys]
     if not any(results):
         raise InvalidSignature("signature does not match this URL")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
@@ -28,10 +28,15 @@ LOSSY: frozenset[Format] = frozenset({"jpeg", "webp", "avif"})
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.([0-9]+))?")
+# A fraction as clients print one: decimals, or the exponent form of small numbers
+# (Python's str(0.00005) is "5e-05"). ASCII only, no sign, no "nan": float() takes more.
+_FRACTION = re.compile(r"\d{1,32}(\.\d{1,32})?([eE]-?\d{1,3})?", re.ASCII)
 _HEX = re.compile(r"[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
 _B64URL = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TEMPLATE = re.compile(r"_|[a-z0-9][a-z0-9_-]{0,63}")
 MAX_ID_BYTES = 1024
+# 9999-12-31T23:59:59Z: the last second an Expires header (and datetime) can write.
+MAX_EXP = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,23 +154,48 @@ def validate_template_name(name: str) -> str:
 
 
 def validate_id(asset_id: str) -> str:
-    """An asset id as SPEC §2 allows: 1..1024 bytes, no traversal, no control characters."""
-    size = len(asset_id.encode("utf-8", "surrogatepass"))
+    """An asset id as SPEC §2 allows: 1..1024 bytes of UTF-8, no traversal, no control
+    characters: neither as given nor in any form that decoding it again makes of it."""
+    try:
+        size = len(asset_id.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no store can write it as a key
+        raise InvalidId("id must be valid UTF-8") from None
     if not 1 <= size <= MAX_ID_BYTES:
         raise InvalidId(f"id must be 1..{MAX_ID_BYTES} bytes, got {size}")
-    if "\\" in asset_id:
-        raise InvalidId("id must not contain a backslash")
-    if any(unicodedata.category(c) == "Cc" for c in asset_id):  # C0, DEL and C1
-        raise InvalidId("id must not contain control characters")
     for segment in asset_id.split("/"):
-        # Percent-decode again: a double-encoded "%252e%252e" reached us as "%2e%2e", and
-        # whatever sits behind us (S3, a CDN, a log reader) may decode it once more.
-        decoded = unquote(segment)
         if not segment:
             raise InvalidId("id must not contain empty segments")
-        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
-            raise InvalidId("id must not contain '.' or '..' segments")
+        for depth, form in enumerate(_decodings(segment)):
+            _check_segment(form, decoded=depth > 0)
     return asset_id
+
+
+def _decodings(segment: str) -> Iterator[str]:
+    """The segment, then what percent-decoding it again and again makes of it: whatever sits
+    behind us (S3, a CDN, a log reader) may decode "%252e%252e" once, or twice, more."""
+    yield segment
+    while "%" in segment:  # bounded: every decoding that changes the text shortens it
+        try:
+            decoded = unquote(segment, errors="strict")
+        except UnicodeDecodeError:  # "%c0%ae" is an overlong "." to a lenient decoder
+            raise InvalidId("id must not percent-encode bytes that are not UTF-8") from None
+        if decoded == segment:
+            return
+        segment = decoded
+        yield segment
+
+
+def _check_segment(form: str, decoded: bool) -> None:
+    if "\\" in form:
+        raise InvalidId("id must not contain a backslash")
+    if decoded and "/" in form:
+        raise InvalidId("id must not contain a percent-encoded '/'")
+    if any(unicodedata.category(c) == "Cc" for c in form):  # C0, DEL and C1
+        raise InvalidId("id must not contain control characters")
+    # NFKC, which some readers apply, makes ".." of fullwidth dots (U+FF0E) and of U+2025.
+    folded = unicodedata.normalize("NFKC", form).replace("\\", "/")
+    if any(part in (".", "..") for part in folded.split("/")):
+        raise InvalidId("id must not contain '.' or '..' segments")
 
 
 def query_pairs(query: str) -> dict[str, str]:
@@ -262,7 +292,7 @@ def _flag(name: str, raw: str) -> bool:
 def _gravity(raw: str) -> dict[str, object]:
     if raw.startswith("fp:"):
         try:
-            x, y = (float(v) for v in raw[3:].split(","))
+            x, y = (float(v) for v in raw[3:].split(",") if _FRACTION.fullmatch(v))
         except ValueError:
             raise InvalidParam(
                 "g", f"g=fp:X,Y needs two numbers separated by a comma, got {raw!r}"
@@ -331,7 +361,7 @@ _PARSERS: dict[str, Parser] = {
     "progressive": lambda raw, lim: {"progressive": _flag("progressive", raw)},
     "anim": lambda raw, lim: {"anim": _flag("anim", raw)},
     "v": lambda raw, lim: {"version": _regex("v", raw, _VERSION, "1..64 of [A-Za-z0-9._-]")},
-    "exp": lambda raw, lim: {"exp": _int_in("exp", raw, 0, 2**40)},
+    "exp": lambda raw, lim: {"exp": _int_in("exp", raw, 0, MAX_EXP)},
     "sig": lambda raw, lim: {"sig": _regex("sig", raw, _B64URL, "base64url")},
 }
 

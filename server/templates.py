@@ -8,9 +8,10 @@ replicas sharing a bucket share them) and are cached per process for IMGCDN_META
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ KIND = "templates"
 ALLOWABLE = PARAM_NAMES - {"sig", "exp"}
 NUMERIC = frozenset({"w", "h", "dpr", "q", "rot", "blur", "sharpen", "trim", "maxbytes"})
 MAX_CACHE_CONTROL = 256
+_NUMBER = re.compile(r"-?\d{1,20}(\.\d{1,20})?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +50,24 @@ class Constraint:
             if raw not in self.values:
                 raise ParamNotAllowed(name, f"{name} must be one of {', '.join(self.values)}")
             return
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ParamNotAllowed(name, f"{name} must be a number here") from None
-        if not math.isfinite(value):
-            raise ParamNotAllowed(name, f"{name} must be a finite number")
+        # Every number a parameter takes is written so; then Fraction makes the bounds and
+        # the step exact: in floats, 16.000001 is no multiple of 0.000001.
+        if not _NUMBER.fullmatch(raw):
+            raise ParamNotAllowed(name, f"{name} must be a number here")
+        value = Fraction(raw)
         lo = self.min if self.min is not None else float("-inf")
         hi = self.max if self.max is not None else float("inf")
-        if not lo <= value <= hi:
+        if (self.min is not None and value < _exact(self.min)) or (
+            self.max is not None and value > _exact(self.max)
+        ):
             raise ParamNotAllowed(name, f"{name} must be in {lo:g}..{hi:g}")
-        steps = (value - (self.min or 0)) / self.step if self.step else 0.0
-        if abs(steps - round(steps)) > 1e-9:
+        if self.step and (value - _exact(self.min or 0)) % _exact(self.step):
             raise ParamNotAllowed(name, f"{name} must be a multiple of {self.step:g}")
+
+
+def _exact(number: float) -> Fraction:
+    """A JSON number as the decimal written in the template (a float's shortest repr)."""
+    return Fraction(repr(number))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +114,8 @@ def parse_template(name: str, body: Any, limits: Limits, version: int) -> Templa
     unknown = set(body) - {"params", "allow", "public", "cache_control"}
     if unknown:
         raise InvalidTemplate(sorted(unknown)[0], f"unknown field {sorted(unknown)[0]!r}")
-    raw_params = body.get("params") or {}
+    raw_params = body.get("params")
+    raw_params = {} if raw_params is None else raw_params
     if not isinstance(raw_params, dict):
         raise InvalidTemplate("params", "params is an object of parameter -> value")
     raw_wm = raw_params.get("wm")
@@ -126,7 +134,7 @@ def parse_template(name: str, body: Any, limits: Limits, version: int) -> Templa
     return Template(
         name=name,
         params=params,
-        allow=_parse_allow(body.get("allow") or [], limits),
+        allow=_parse_allow(body.get("allow"), limits),
         public=public,
         cache_control=_cache_control(body.get("cache_control")),
         watermark=watermark,
@@ -145,8 +153,12 @@ def scalar(field_name: str, value: Any) -> str:
 
 
 def _parse_allow(raw: Any, limits: Limits) -> dict[str, Constraint | None]:
+    if raw is None:
+        return {}
     if isinstance(raw, list):
-        raw = {name: None for name in raw}
+        if not all(isinstance(name, str) for name in raw):
+            raise InvalidTemplate("allow", "allow is a list of parameter names")
+        raw = dict.fromkeys(raw)
     if not isinstance(raw, dict):
         raise InvalidTemplate("allow", "allow is a list of names, or an object name -> constraint")
     allow: dict[str, Constraint | None] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -10,20 +11,35 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pytest
 import pyvips
 import uvicorn
+from hypothesis import settings as hypothesis_settings
 from starlette.testclient import TestClient
 
 from server.app import create_app
+from server.errors import ImgcdnError
 from server.settings import Settings
 
+T = TypeVar("T")
 IMAGES = Path(__file__).parent / "images"
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+# Property tests (tests/test_properties_*.py). "ci" is the default everywhere: the same
+# examples every run (seeded from each test), no example database, so a red CI is
+# reproducible; a property that needs fewer examples says so itself. "dev" draws anew each
+# run; "deep" is the long search to run by hand before a release:
+#   HYPOTHESIS_PROFILE=deep .venv/bin/pytest -q -p no:cacheprovider tests/test_properties_*.py
+hypothesis_settings.register_profile(
+    "ci", max_examples=300, deadline=None, derandomize=True, database=None, print_blob=True
+)
+hypothesis_settings.register_profile("dev", max_examples=300, deadline=None, database=None)
+hypothesis_settings.register_profile("deep", max_examples=20_000, deadline=None, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
@@ -74,6 +90,15 @@ def error_body(r: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = r.json()["error"]
     assert body["code"] and body["message"]
     return body
+
+
+def attempt(call: Callable[[], T]) -> T | ImgcdnError:
+    """What `call` returns, or the ImgcdnError it raises: a property asserts on either, and
+    any other exception fails the test, as it should."""
+    try:
+        return call()
+    except ImgcdnError as exc:
+        return exc
 
 
 def decode(body: bytes) -> pyvips.Image:
