@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark, from a fresh checkout: installs what it needs (wrk and nginx from Debian,
 # the repo's venv, thumbor 7.8 in its own venv under bench/.peers), then runs every scenario
-# (bench/run.py; its options pass through, e.g. --seconds 20 or --only cold).
+# (bench/run.py; its options pass through, e.g. --seconds 20 or --only cold; and
+# --baseline REV for a before/after of cold renders against an earlier commit).
 # About 10 minutes on 2 cores. Results: bench/results/<time>/results.{md,json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,25 @@ if [ ! -x "$PEERS/thumbor-venv/bin/thumbor" ]; then
   "$PEERS/thumbor-venv/bin/pip" install -q thumbor==7.8.0 >/dev/null
 fi
 export BENCH_PEERS=$PEERS
-exec .venv/bin/python bench/run.py "$@"
+# --baseline REV: that commit of this repository, in its own worktree and venv under the
+# peers folder, is run beside this checkout (cold JPEG and WebP) for a before/after.
+args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = --baseline ]; then
+    rev=$(git rev-parse --verify "$2^{commit}")
+    base="$PEERS/baseline-${rev:0:12}"
+    if [ ! -x "$base/.venv/bin/imgcdn" ]; then
+      rm -rf "$base"
+      git worktree prune
+      git worktree add -q --detach "$base" "$rev"
+      python3 -m venv "$base/.venv"
+      "$base/.venv/bin/pip" install -q "$base" >/dev/null
+    fi
+    args+=(--baseline "$base/.venv/bin/imgcdn")
+    shift 2
+  else
+    args+=("$1")
+    shift
+  fi
+done
+exec .venv/bin/python bench/run.py "${args[@]}"
