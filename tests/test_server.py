@@ -181,8 +181,8 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path, name, va
     assert name in lines[0]
 
 
-def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
-    result = subprocess.run(
+def _imgcdn_settings(tmp_path):
+    return subprocess.run(
         [str(IMGCDN), "settings"],
         env=env_for(tmp_path / "data"),
         capture_output=True,
@@ -190,6 +190,10 @@ def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
         timeout=30,
         check=False,
     )
+
+
+def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
+    result = _imgcdn_settings(tmp_path)
 
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `IMGCDN_")]
@@ -201,14 +205,7 @@ def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
 
 
 def test_imgcdn_settings_prints_each_default_as_its_variable_is_written(tmp_path):
-    result = subprocess.run(
-        [str(IMGCDN), "settings"],
-        env=env_for(tmp_path / "data"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = _imgcdn_settings(tmp_path)
 
     defaults = Settings()
     by_env = {spec.env: name for name, spec in FIELDS.items()}
