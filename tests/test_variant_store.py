@@ -1,5 +1,5 @@
 """The variant store's upkeep: scanning it in bounded steps, and which variants a trim
-deletes (the trim itself, on both backends, is in test_s3.py)."""
+deletes (the trim itself, on both backends, is in test_s3.py); its local reads."""
 
 from __future__ import annotations
 
@@ -51,3 +51,17 @@ def test_oldest_keeps_only_the_oldest_entries_that_cover_the_excess():
     assert run(60) == ["a", "b", "c"]
     assert run(61) == ["a", "b", "c", "d"]
     assert run(10_000) == ["a", "b", "c", "d", "e"]  # everything, and no more
+
+
+def test_a_local_store_miss_is_answered_without_a_thread(tmp_path: Path, monkeypatch):
+    storage = LocalStorage(tmp_path)
+
+    async def scenario() -> tuple[bytes | None, bytes | None]:
+        await storage.put_object("variants/a/_/here", b"variant")
+        with monkeypatch.context() as m:
+            # Every cold render looks twice; a hop to a thread costs ~40x the lookup.
+            m.setattr(local.asyncio, "to_thread", None)
+            missing = await storage.get_object("variants/a/_/not-here")
+        return missing, await storage.get_object("variants/a/_/here")
+
+    assert asyncio.run(scenario()) == (None, b"variant")
