@@ -8,6 +8,8 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from server.caching import oldest
 from server.storage import local
 from server.storage.local import LocalStorage
@@ -65,3 +67,21 @@ def test_a_local_store_miss_is_answered_without_a_thread(tmp_path: Path, monkeyp
         return missing, await storage.get_object("variants/a/_/here")
 
     assert asyncio.run(scenario()) == (None, b"variant")
+
+
+def test_a_failed_object_write_leaves_neither_the_object_nor_a_temp_file(
+    tmp_path: Path, monkeypatch
+):
+    storage = LocalStorage(tmp_path)
+    asyncio.run(storage.put_object("variants/a/_/first", b"first"))  # the folder exists
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(storage.put_object("variants/a/_/second", b"second"))
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(storage.put_object("variants/b/_/third", b"third"))  # a new folder
+    left = sorted(p.name for p in (tmp_path / "objects" / "variants").rglob("*") if p.is_file())
+    assert left == ["first"]
