@@ -126,15 +126,14 @@ class VariantStore:
     that lets one of them render a cold variant while the others wait for it.
 
     Keys: `variants/<sha256(asset id)[:16]>/<template>/<variant key>`, so purging an asset is
-    one prefix; the render lock is the storage's (`Storage.lock`)."""
+    one prefix; the render lock is the storage's (`Storage.lock`). A render is answered
+    before it is stored: the write, then the unlock, follow the response (`writes`)."""
 
-    def __init__(
-        self, storage: Storage, enabled: bool, max_bytes: int = 0, writes: WriteBehind | None = None
-    ) -> None:
+    def __init__(self, storage: Storage, enabled: bool, max_bytes: int = 0) -> None:
         self.storage = storage
         self.enabled = enabled
         self.max_bytes = max_bytes  # 0: unbounded (an S3 lifecycle rule bounds it instead)
-        self.writes = writes or WriteBehind()
+        self.writes = WriteBehind()  # what follows responses: put_then_unlock
 
     async def trim(self) -> int:
         """Delete the least recently written variants until the store is within max_bytes
