@@ -8,6 +8,7 @@ and the flights are asyncio futures), never from render threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import os
@@ -20,7 +21,9 @@ from typing import Generic, TypeVar
 import orjson
 from cachetools import LRUCache
 
+from server.errors import StorageUnavailable
 from server.storage.base import Storage
+from server.writebehind import WriteBehind
 
 T = TypeVar("T")
 
@@ -123,12 +126,14 @@ class VariantStore:
     that lets one of them render a cold variant while the others wait for it.
 
     Keys: `variants/<sha256(asset id)[:16]>/<template>/<variant key>`, so purging an asset is
-    one prefix; the render lock is the storage's (`Storage.lock`)."""
+    one prefix; the render lock is the storage's (`Storage.lock`). A render is answered
+    before it is stored: the write, then the unlock, follow the response (`writes`)."""
 
     def __init__(self, storage: Storage, enabled: bool, max_bytes: int = 0) -> None:
         self.storage = storage
         self.enabled = enabled
         self.max_bytes = max_bytes  # 0: unbounded (an S3 lifecycle rule bounds it instead)
+        self.writes = WriteBehind()  # what follows responses: put_then_unlock
 
     async def trim(self) -> int:
         """Delete the least recently written variants until the store is within max_bytes
@@ -188,6 +193,26 @@ class VariantStore:
         blob = len(header).to_bytes(4, "big") + header + variant.body
         await self.storage.put_object(self._path(variant.asset_id, variant.template, key), blob)
 
+    async def put_then_unlock(self, key: str, variant: Variant) -> None:
+        """Store a variant just rendered under the render lock, then release the lock: after
+        the response (see writebehind.py). The lock is held until the variant is in the
+        store, so another process polling for it finds it there and renders nothing."""
+        if self.enabled:
+            await self.writes.submit(
+                len(variant.body),
+                lambda: self._put_then_unlock(key, variant),
+                f"variant store write of {key}",
+            )
+
+    async def _put_then_unlock(self, key: str, variant: Variant) -> None:
+        try:
+            await self.put(key, variant)
+        finally:
+            # An S3 lock that cannot be deleted expires after its ttl (counted in
+            # imgcdn_storage_errors_total); what matters here is the write.
+            with contextlib.suppress(StorageUnavailable):
+                await self.unlock(key)
+
     async def lock(self, key: str, ttl_s: float) -> bool:
         """Take the render lock for `key`, or False while another process renders it."""
         return not self.enabled or await self.storage.lock(f"render-{key}", ttl_s)
@@ -200,6 +225,7 @@ class VariantStore:
         """Delete stored variants of an asset or a template; their variant keys."""
         if not self.enabled:
             return set()
+        await self.writes.settle()  # a write still pending would put a variant back
         if asset_id is not None:
             keys = await self.storage.list_keys(self._asset_prefix(asset_id), limit=1_000_000)
         else:

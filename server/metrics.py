@@ -87,6 +87,11 @@ IN_FLIGHT = Gauge(
 STORAGE_ERRORS = Counter(
     "imgcdn_storage_errors_total", "Storage backend failures by operation", ["op"]
 )
+STORE_WRITE_FAILURES = Counter(
+    "imgcdn_variant_store_write_failures_total",
+    "Variant-store writes that failed (made after the response; the variant is rendered "
+    "again on its next miss)",
+)
 BYTES_IN = Counter("imgcdn_bytes_in_total", "Request body bytes received")
 BYTES_OUT = Counter("imgcdn_bytes_out_total", "Response body bytes sent")
 
@@ -140,6 +145,11 @@ def storage_error(op: str) -> None:
     """A backend failure (what becomes StorageUnavailable), by the call that met it: the S3
     API name in s3.py ("get_object", "put_object", ...), the method name in local.py."""
     STORAGE_ERRORS.labels(op).inc()
+
+
+def store_write_failed() -> None:
+    """A variant-store write that failed: logged, never seen by the client it rendered for."""
+    STORE_WRITE_FAILURES.inc()
 
 
 def queue(queued: int, running: int) -> None:

@@ -84,6 +84,9 @@ class Runtime:
             storage = LocalStorage(settings.data_dir)
         tokens = settings.admin_tokens or (admin_token_file(settings.data_dir),)
         store = VariantStore(storage, settings.variant_store, settings.variant_store_bytes)
+        # Unwound after the render pool (in-flight renders finish first) and before the S3
+        # client closes: the store writes that follow responses land before the exit.
+        stack.push_async_callback(store.writes.drain)
         if store.enabled and store.max_bytes:
             sweeper = asyncio.create_task(_sweep(store))
             stack.callback(sweeper.cancel)

@@ -154,14 +154,18 @@ async def _from_store_or_render(
         if stored is not None:
             return stored, "hit-store"
     try:
-        # Look again under the lock: the holder we waited for may have just stored it.
+        # Look again under the lock: a holder may have stored it and let go since our look.
         stored = await rt.store.get(meta.id, template, key)
-        if stored is not None:
-            return stored, "hit-store"
-        variant = await _render(rt, resolved, spec, timings)
-        await rt.store.put(key, variant)
-    finally:
+        variant = stored or await _render(rt, resolved, spec, timings)
+    except BaseException:
         await rt.store.unlock(key)
+        raise
+    if stored is not None:
+        await rt.store.unlock(key)
+        return stored, "hit-store"
+    # Answer now; the store write and then the unlock follow the response. Waiters in this
+    # process get these bytes from the flight, waiters elsewhere from the store.
+    await rt.store.put_then_unlock(key, variant)
     return variant, "miss"
 
 

@@ -145,6 +145,7 @@ def test_route_labels_are_templates_so_no_asset_id_reaches_the_metrics(client):
         (metrics.coalesced, "imgcdn_coalesced_waits_total", {}),
         (metrics.source_read, "imgcdn_source_reads_total", {}),
         (lambda: metrics.storage_error("get"), "imgcdn_storage_errors_total", {"op": "get"}),
+        (metrics.store_write_failed, "imgcdn_variant_store_write_failures_total", {}),
         (
             lambda: metrics.render_observed("avif", 0.2),
             "imgcdn_render_seconds_count",

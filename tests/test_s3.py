@@ -289,6 +289,7 @@ def test_the_variant_store_is_trimmed_to_its_bound_oldest_first(make_client, s3_
     client.put("/v1/assets/photo.jpg", content=(IMAGES / "photo.jpg").read_bytes(), headers=AUTH)
     for width in (50, 60, 70, 80):
         assert client.get(f"/t/_/photo.jpg?w={width}").headers["x-cache"] == "miss"
+    client.portal.call(store.writes.settle)  # the store writes follow the responses
 
     async def sizes() -> list[tuple[str, int, float]]:
         return [entry async for entry in store.storage.scan_sizes("variants/")]

@@ -1,5 +1,5 @@
 """The variant store's upkeep: scanning it in bounded steps, and which variants a trim
-deletes (the trim itself, on both backends, is in test_s3.py)."""
+deletes (the trim itself, on both backends, is in test_s3.py); its local reads."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from server.caching import oldest
 from server.storage import local
@@ -51,3 +53,35 @@ def test_oldest_keeps_only_the_oldest_entries_that_cover_the_excess():
     assert run(60) == ["a", "b", "c"]
     assert run(61) == ["a", "b", "c", "d"]
     assert run(10_000) == ["a", "b", "c", "d", "e"]  # everything, and no more
+
+
+def test_a_local_store_miss_is_answered_without_a_thread(tmp_path: Path, monkeypatch):
+    storage = LocalStorage(tmp_path)
+
+    async def scenario() -> tuple[bytes | None, bytes | None]:
+        await storage.put_object("variants/a/_/here", b"variant")
+        with monkeypatch.context() as m:
+            # Every cold render looks twice; a hop to a thread costs ~40x the lookup.
+            m.setattr(local.asyncio, "to_thread", None)
+            missing = await storage.get_object("variants/a/_/not-here")
+        return missing, await storage.get_object("variants/a/_/here")
+
+    assert asyncio.run(scenario()) == (None, b"variant")
+
+
+def test_a_failed_object_write_leaves_neither_the_object_nor_a_temp_file(
+    tmp_path: Path, monkeypatch
+):
+    storage = LocalStorage(tmp_path)
+    asyncio.run(storage.put_object("variants/a/_/first", b"first"))  # the folder exists
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(storage.put_object("variants/a/_/second", b"second"))
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(storage.put_object("variants/b/_/third", b"third"))  # a new folder
+    left = sorted(p.name for p in (tmp_path / "objects" / "variants").rglob("*") if p.is_file())
+    assert left == ["first"]

@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -154,10 +155,14 @@ class LocalStorage:
 
     def _put_object(self, key: str, data: bytes, exclusive: bool) -> bool:
         path = self._object(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         if not exclusive:
-            _atomic_write(path, data)
+            try:
+                _atomic_write(path, data)
+            except FileNotFoundError:  # the first object in its folder
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write(path, data)
             return True
+        path.parent.mkdir(parents=True, exist_ok=True)
         # Write beside it, then link: the link fails if the object exists, and a reader
         # never sees it half-written.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -172,9 +177,17 @@ class LocalStorage:
             os.unlink(tmp)
 
     async def get_object(self, key: str, max_bytes: int = 2**31) -> bytes | None:
-        return await asyncio.to_thread(
-            _read_capped, self._object(key), max_bytes, "get_object", "object"
-        )
+        path = self._object(key)
+        # A miss is answered on the loop (a cold render looks twice): a failed lookup costs
+        # ~2 us, a hop to a thread and back ~85 us of CPU. Only a hit reads in a thread.
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            metrics.storage_error("get_object")
+            raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
+        return await asyncio.to_thread(_read_capped, path, max_bytes, "get_object", "object")
 
     async def delete_object(self, key: str) -> None:
         await asyncio.to_thread(self._object(key).unlink, True)
@@ -288,13 +301,21 @@ def _read_capped(path: Path, max_bytes: int, op: str, what: str) -> bytes | None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, fsync, then rename over it: all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    """Write to a temp file beside `path`, fsync, then rename over it: all or nothing.
+
+    In five system calls, not mkstemp's and a buffered file's nine: under load each one can
+    hand the GIL to a render thread and wait to get it back (bench: context switches per
+    cold render). The temp name is this thread's own, so it needs no random part."""
+    tmp = f"{path.parent}/.tmp-{os.getpid()}-{threading.get_ident()}-{path.name}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            done = os.write(fd, data)
+            while done < len(data):  # a short write: only on signals or a full disk
+                done += os.write(fd, memoryview(data)[done:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
