@@ -7,13 +7,12 @@ written. Every value is checked here, once; the pipeline trusts the frozen resul
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
-from server.errors import InvalidId, InvalidParam
+from server.errors import InvalidParam
 
 Fit = Literal["cover", "contain", "inside", "outside", "fill"]
 Format = Literal["jpeg", "png", "webp", "avif", "gif"]
@@ -33,8 +32,6 @@ _NUMBER = re.compile(r"-?[0-9]+(?:\.([0-9]+))?")
 _FRACTION = re.compile(r"\d{1,32}(\.\d{1,32})?([eE]-?\d{1,3})?", re.ASCII)
 _HEX = re.compile(r"[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
 _B64URL = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_TEMPLATE = re.compile(r"_|[a-z0-9][a-z0-9_-]{0,63}")
-MAX_ID_BYTES = 1024
 # 9999-12-31T23:59:59Z: the last second an Expires header (and datetime) can write.
 MAX_EXP = 253_402_300_799
 
@@ -143,59 +140,6 @@ class TransformSpec:
         if self.anim is False:
             parts["anim"] = "0"
         return "&".join(f"{k}={parts[k]}" for k in sorted(parts))
-
-
-def validate_template_name(name: str) -> str:
-    if not _TEMPLATE.fullmatch(name):
-        raise InvalidParam(
-            "template", f"template must match [a-z0-9][a-z0-9_-]{{0,63}} or _, got {name!r}"
-        )
-    return name
-
-
-def validate_id(asset_id: str) -> str:
-    """An asset id as SPEC §2 allows: 1..1024 bytes of UTF-8, no traversal, no control
-    characters: neither as given nor in any form that decoding it again makes of it."""
-    try:
-        size = len(asset_id.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate: no store can write it as a key
-        raise InvalidId("id must be valid UTF-8") from None
-    if not 1 <= size <= MAX_ID_BYTES:
-        raise InvalidId(f"id must be 1..{MAX_ID_BYTES} bytes, got {size}")
-    for segment in asset_id.split("/"):
-        if not segment:
-            raise InvalidId("id must not contain empty segments")
-        for depth, form in enumerate(_decodings(segment)):
-            _check_segment(form, decoded=depth > 0)
-    return asset_id
-
-
-def _decodings(segment: str) -> Iterator[str]:
-    """The segment, then what percent-decoding it again and again makes of it: whatever sits
-    behind us (S3, a CDN, a log reader) may decode "%252e%252e" once, or twice, more."""
-    yield segment
-    while "%" in segment:  # bounded: every decoding that changes the text shortens it
-        try:
-            decoded = unquote(segment, errors="strict")
-        except UnicodeDecodeError:  # "%c0%ae" is an overlong "." to a lenient decoder
-            raise InvalidId("id must not percent-encode bytes that are not UTF-8") from None
-        if decoded == segment:
-            return
-        segment = decoded
-        yield segment
-
-
-def _check_segment(form: str, decoded: bool) -> None:
-    if "\\" in form:
-        raise InvalidId("id must not contain a backslash")
-    if decoded and "/" in form:
-        raise InvalidId("id must not contain a percent-encoded '/'")
-    if any(unicodedata.category(c) == "Cc" for c in form):  # C0, DEL and C1
-        raise InvalidId("id must not contain control characters")
-    # NFKC, which some readers apply, makes ".." of fullwidth dots (U+FF0E) and of U+2025.
-    folded = unicodedata.normalize("NFKC", form).replace("\\", "/")
-    if any(part in (".", "..") for part in folded.split("/")):
-        raise InvalidId("id must not contain '.' or '..' segments")
 
 
 def query_pairs(query: str) -> dict[str, str]:

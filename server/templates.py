@@ -26,7 +26,8 @@ from server.errors import (
     TemplateNotFound,
 )
 from server.imaging import watermark as wm
-from server.spec import PARAM_NAMES, Limits, parse_params, validate_template_name
+from server.names import validate_template_name
+from server.spec import PARAM_NAMES, Limits, parse_params
 from server.storage.base import Storage
 
 KIND = "templates"

@@ -16,9 +16,10 @@ from doc_examples import run_examples, section
 
 from server import errors
 from server.app import create_app
+from server.names import validate_id, validate_template_name
 from server.settings import Settings, settings_table
 from server.signing import sign
-from server.spec import Limits, parse_params, query_pairs, validate_id, validate_template_name
+from server.spec import Limits, parse_params, query_pairs
 from server.templates import parse_template
 
 ROOT = Path(__file__).parent.parent

@@ -1,4 +1,4 @@
-"""Properties of the asset id validator (spec.validate_id), searched by hypothesis: ids built
+"""Properties of the asset id validator (names.validate_id), searched by hypothesis: ids built
 from safe segments and from every hostile piece we know of (dot segments percent-encoded
 once, twice or three times, encoded slashes, backslashes, NUL and control characters,
 fullwidth and leader dots, overlong UTF-8, lone surrogates), and plain random text."""
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.errors import ImgcdnError, InvalidId
-from server.spec import MAX_ID_BYTES, validate_id
+from server.names import MAX_ID_BYTES, validate_id
 
 # Letters, marks and digits of every script, and the punctuation ids really use.
 SAFE_CHARS = st.characters(categories=("L", "M", "N"), exclude_characters="\\/%") | st.sampled_from(

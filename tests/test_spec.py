@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server.errors import InvalidId, InvalidParam
-from server.spec import Box, Limits, TransformSpec, parse_query, validate_id, validate_template_name
+from server.names import validate_id, validate_template_name
+from server.spec import Box, Limits, TransformSpec, parse_query
 
 LIMITS = Limits()
 

@@ -16,7 +16,7 @@ from typing import Any
 import pyvips
 
 from server.errors import ImgcdnError, InvalidId, InvalidParam
-from server.spec import validate_id
+from server.names import validate_id
 
 POSITIONS = ("center", "n", "s", "e", "w", "ne", "nw", "se", "sw", "tile")
 FIELDS = ("asset", "text", "position", "opacity", "scale", "margin", "color")

@@ -14,6 +14,7 @@ from server import assets, edge, remote
 from server.errors import BadRequest, TooLarge
 from server.imaging.inspect import sniff
 from server.json import NO_STORE, json_response
+from server.names import validate_id
 from server.routes.admin import (
     JsonBody,
     authorize,
@@ -24,7 +25,6 @@ from server.routes.admin import (
     read_upload_or_json,
 )
 from server.runtime import Runtime
-from server.spec import validate_id
 
 EXTENSION = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "heif": "avif"}
 

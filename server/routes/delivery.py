@@ -16,8 +16,9 @@ from starlette.responses import Response
 
 from server import edge, signing, variants
 from server.errors import InvalidParam, SignatureRequired
+from server.names import validate_id, validate_template_name
 from server.runtime import Runtime
-from server.spec import parse_params, query_pairs, validate_id, validate_template_name
+from server.spec import parse_params, query_pairs
 from server.templates import NO_TEMPLATE, Template
 
 CACHE_VERSIONED = "public, max-age=31536000, immutable"

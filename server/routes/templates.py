@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from server import edge
 from server.json import NO_STORE, json_response
+from server.names import validate_template_name
 from server.routes.admin import authorize, decode_cursor, encode_cursor, page_limit, read_json
-from server.spec import validate_template_name
 
 
 async def put_template(request: Request) -> Response:

@@ -10,9 +10,10 @@ from starlette.responses import Response
 from server import assets, edge, urls, variants
 from server.errors import BadRequest, InvalidParam, ParamNotAllowed
 from server.json import NO_STORE, json_response
+from server.names import validate_id, validate_template_name
 from server.routes.admin import authorize, read_json
 from server.runtime import Runtime
-from server.spec import parse_params, validate_id, validate_template_name
+from server.spec import parse_params
 from server.templates import NO_TEMPLATE, Template, scalar
 
 
