@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from conftest import AUTH, IMAGES, TOKEN, decode, upload
+from conftest import AUTH, IMAGES, TOKEN, decode, error_body, upload
 
 ASSET_KEYS = {"id", "url", "mime", "width", "height", "bytes", "etag", "created_at"}
 
@@ -257,3 +257,20 @@ def test_a_list_limit_that_is_not_1_to_1000_in_ascii_digits_is_a_400(client, lim
     r = client.get(f"/v1/assets?limit={limit}", headers=AUTH)
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "limit"
+
+
+def test_a_write_the_data_dir_refuses_is_a_503_with_retry_after(client, settings):
+    # The original's file name is taken by a folder with something in it: the metadata
+    # reads fine, then the atomic rename fails (as on a full or read-only disk; root
+    # ignores permissions, so a chmod would not do it). Once a 500.
+    data = (IMAGES / "photo.jpg").read_bytes()
+    h = hashlib.sha256(b"a.jpg").hexdigest()
+    blocker = settings.data_dir / "assets" / h[:2] / h / f"{hashlib.sha256(data).hexdigest()}.bin"
+    (blocker / "x").mkdir(parents=True)
+    r = client.put("/v1/assets/a.jpg", content=data, headers=AUTH)
+    body = error_body(r, 503)
+    assert body["code"] == "storage_unavailable"
+    assert body["message"].startswith("storage write failed")
+    assert r.headers["retry-after"]
+    assert str(settings.data_dir) not in r.text  # no path on disk in a public message
+    assert client.get("/v1/assets/a.jpg", headers=AUTH).status_code == 404  # nothing half-stored

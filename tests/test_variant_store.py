@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from server.caching import oldest
+from server.errors import StorageUnavailable
 from server.storage import local
 from server.storage.local import LocalStorage
 
@@ -79,9 +80,9 @@ def test_a_failed_object_write_leaves_neither_the_object_nor_a_temp_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(local.os, "fsync", full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StorageUnavailable, match="write failed: No space left"):
         asyncio.run(storage.put_object("variants/a/_/second", b"second"))
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StorageUnavailable, match="write failed: No space left"):
         asyncio.run(storage.put_object("variants/b/_/third", b"third"))  # a new folder
     left = sorted(p.name for p in (tmp_path / "objects" / "variants").rglob("*") if p.is_file())
     assert left == ["first"]

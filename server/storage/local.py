@@ -45,7 +45,8 @@ class LocalStorage:
         return self.root / "assets" / h[:2] / h
 
     async def put(self, meta: AssetMeta, data: bytes) -> None:
-        await asyncio.to_thread(self._put, meta, data)
+        with _writing("put"):
+            await asyncio.to_thread(self._put, meta, data)
 
     def _put(self, meta: AssetMeta, data: bytes) -> None:
         folder = self._folder(meta.id)
@@ -86,7 +87,8 @@ class LocalStorage:
         return self._folder(meta.id) / f"{meta.etag}.bin"
 
     async def delete(self, asset_id: str) -> bool:
-        return await asyncio.to_thread(self._delete, asset_id)
+        with _writing("delete"):
+            return await asyncio.to_thread(self._delete, asset_id)
 
     def _delete(self, asset_id: str) -> bool:
         folder = self._folder(asset_id)
@@ -123,8 +125,9 @@ class LocalStorage:
 
     async def put_doc(self, kind: str, name: str, data: bytes) -> None:
         path = self._doc(kind, name)
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(_atomic_write, path, data)
+        with _writing("put_doc"):
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(_atomic_write, path, data)
 
     async def get_doc(self, kind: str, name: str) -> bytes | None:
         try:
@@ -143,7 +146,8 @@ class LocalStorage:
     async def delete_doc(self, kind: str, name: str) -> bool:
         path = self._doc(kind, name)
         existed = await asyncio.to_thread(path.exists)
-        await asyncio.to_thread(path.unlink, True)
+        with _writing("delete_doc"):
+            await asyncio.to_thread(path.unlink, True)
         return existed
 
     def _object(self, key: str) -> Path:
@@ -151,7 +155,8 @@ class LocalStorage:
         return self.root / "objects" / key
 
     async def put_object(self, key: str, data: bytes, exclusive: bool = False) -> bool:
-        return await asyncio.to_thread(self._put_object, key, data, exclusive)
+        with _writing("put_object"):
+            return await asyncio.to_thread(self._put_object, key, data, exclusive)
 
     def _put_object(self, key: str, data: bytes, exclusive: bool) -> bool:
         path = self._object(key)
@@ -190,7 +195,8 @@ class LocalStorage:
         return await asyncio.to_thread(_read_capped, path, max_bytes, "get_object", "object")
 
     async def delete_object(self, key: str) -> None:
-        await asyncio.to_thread(self._object(key).unlink, True)
+        with _writing("delete_object"):
+            await asyncio.to_thread(self._object(key).unlink, True)
 
     async def list_keys(
         self, prefix: str, after: str | None = None, limit: int = 1000
@@ -283,6 +289,17 @@ def _scan_batch(
         if len(found) >= SCAN_BATCH:
             break
     return found
+
+
+@contextlib.contextmanager
+def _writing(op: str) -> Iterator[None]:
+    """A failed write (a full disk, a read-only or broken data dir) is storage being
+    unavailable, a 503 with Retry-After, as a failed read is: never a 500."""
+    try:
+        yield
+    except OSError as exc:
+        metrics.storage_error(op)
+        raise StorageUnavailable(f"storage write failed: {exc.strerror or exc}") from exc
 
 
 def _read_capped(path: Path, max_bytes: int, op: str, what: str) -> bytes | None:
