@@ -12,12 +12,12 @@ import pytest
 
 from server.caching import oldest
 from server.errors import StorageUnavailable
-from server.storage import local
+from server.storage import files, local
 from server.storage.local import LocalStorage
 
 
 def test_a_scan_finds_every_object_in_nested_and_crowded_folders(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(local, "SCAN_BATCH", 7)  # many steps through one folder
+    monkeypatch.setattr(files, "SCAN_BATCH", 7)  # many steps through one folder
     storage = LocalStorage(tmp_path)
     written = {f"variants/a/_/k{i}": i for i in range(30)}
     written |= {f"variants/b/card/k{i}": 100 + i for i in range(5)}

@@ -15,22 +15,21 @@ import fcntl
 import hashlib
 import os
 import tempfile
-import threading
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 
 from server import metrics
-from server.errors import AssetNotFound, StorageUnavailable, TooLarge
+from server.errors import AssetNotFound, StorageUnavailable
+from server.storage import files
 from server.storage.base import AssetMeta
 
 # Locks share this many files. Two names on one file wait for each other as if one lock
 # were held: with the 8 renders two workers run at once, 1 cold render in ~500 waits for
 # an unrelated one to finish, and none is answered wrongly.
 LOCK_FILES = 4096
-SCAN_BATCH = 1000  # objects a scan step reads
 
 
 class LocalStorage:
@@ -45,15 +44,15 @@ class LocalStorage:
         return self.root / "assets" / h[:2] / h
 
     async def put(self, meta: AssetMeta, data: bytes) -> None:
-        with _writing("put"):
+        with files.writing("put"):
             await asyncio.to_thread(self._put, meta, data)
 
     def _put(self, meta: AssetMeta, data: bytes) -> None:
         folder = self._folder(meta.id)
         folder.mkdir(parents=True, exist_ok=True)
         old = self._read_meta(meta.id)
-        _atomic_write(folder / f"{meta.etag}.bin", data)
-        _atomic_write(folder / "meta.json", orjson.dumps(meta.to_json()))
+        files.atomic_write(folder / f"{meta.etag}.bin", data)
+        files.atomic_write(folder / "meta.json", orjson.dumps(meta.to_json()))
         if old is not None and old.etag != meta.etag:
             # A reader holding the old metadata gets AssetNotFound and reads it again.
             (folder / f"{old.etag}.bin").unlink(missing_ok=True)
@@ -78,7 +77,9 @@ class LocalStorage:
         return await asyncio.to_thread(self._get, meta, max_bytes)
 
     def _get(self, meta: AssetMeta, max_bytes: int) -> bytes:
-        data = _read_capped(self._folder(meta.id) / f"{meta.etag}.bin", max_bytes, "get", "source")
+        data = files.read_capped(
+            self._folder(meta.id) / f"{meta.etag}.bin", max_bytes, "get", "source"
+        )
         if data is None:
             raise AssetNotFound(meta.id)
         return data
@@ -87,7 +88,7 @@ class LocalStorage:
         return self._folder(meta.id) / f"{meta.etag}.bin"
 
     async def delete(self, asset_id: str) -> bool:
-        with _writing("delete"):
+        with files.writing("delete"):
             return await asyncio.to_thread(self._delete, asset_id)
 
     def _delete(self, asset_id: str) -> bool:
@@ -125,9 +126,9 @@ class LocalStorage:
 
     async def put_doc(self, kind: str, name: str, data: bytes) -> None:
         path = self._doc(kind, name)
-        with _writing("put_doc"):
+        with files.writing("put_doc"):
             await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-            await asyncio.to_thread(_atomic_write, path, data)
+            await asyncio.to_thread(files.atomic_write, path, data)
 
     async def get_doc(self, kind: str, name: str) -> bytes | None:
         try:
@@ -146,7 +147,7 @@ class LocalStorage:
     async def delete_doc(self, kind: str, name: str) -> bool:
         path = self._doc(kind, name)
         existed = await asyncio.to_thread(path.exists)
-        with _writing("delete_doc"):
+        with files.writing("delete_doc"):
             await asyncio.to_thread(path.unlink, True)
         return existed
 
@@ -155,17 +156,17 @@ class LocalStorage:
         return self.root / "objects" / key
 
     async def put_object(self, key: str, data: bytes, exclusive: bool = False) -> bool:
-        with _writing("put_object"):
+        with files.writing("put_object"):
             return await asyncio.to_thread(self._put_object, key, data, exclusive)
 
     def _put_object(self, key: str, data: bytes, exclusive: bool) -> bool:
         path = self._object(key)
         if not exclusive:
             try:
-                _atomic_write(path, data)
+                files.atomic_write(path, data)
             except FileNotFoundError:  # the first object in its folder
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _atomic_write(path, data)
+                files.atomic_write(path, data)
             return True
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write beside it, then link: the link fails if the object exists, and a reader
@@ -192,10 +193,10 @@ class LocalStorage:
         except OSError as exc:
             metrics.storage_error("get_object")
             raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
-        return await asyncio.to_thread(_read_capped, path, max_bytes, "get_object", "object")
+        return await asyncio.to_thread(files.read_capped, path, max_bytes, "get_object", "object")
 
     async def delete_object(self, key: str) -> None:
-        with _writing("delete_object"):
+        with files.writing("delete_object"):
             await asyncio.to_thread(self._object(key).unlink, True)
 
     async def list_keys(
@@ -227,9 +228,9 @@ class LocalStorage:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             with listing:
-                # SCAN_BATCH entries a step: one asset can have any number of variants in
+                # files.SCAN_BATCH entries a step: one asset can have any number of variants in
                 # one folder, and a scan must not hold them all.
-                while batch := await asyncio.to_thread(_scan_batch, listing, base, folders):
+                while batch := await asyncio.to_thread(files.scan_batch, listing, base, folders):
                     for entry in batch:
                         yield entry
 
@@ -270,71 +271,3 @@ class LocalStorage:
         if not ok:
             metrics.storage_error("ping")
             raise StorageUnavailable("data dir is not readable and writable")
-
-
-def _scan_batch(
-    listing: Iterator[os.DirEntry[str]], base: Path, folders: list[Path]
-) -> list[tuple[str, int, float]]:
-    """Up to SCAN_BATCH files' (key, size, mtime) from `listing`; its folders go on
-    `folders` for later. Empty when the listing is done."""
-    found: list[tuple[str, int, float]] = []
-    skip = len(str(base)) + 1  # plain strings: pathlib would intern every key's parts
-    for entry in listing:
-        if entry.is_dir(follow_symlinks=False):
-            folders.append(Path(entry.path))
-        elif not entry.name.startswith(".tmp-"):
-            with contextlib.suppress(FileNotFoundError):  # trimmed or purged meanwhile
-                stat = entry.stat(follow_symlinks=False)
-                found.append((entry.path[skip:], stat.st_size, stat.st_mtime))
-        if len(found) >= SCAN_BATCH:
-            break
-    return found
-
-
-@contextlib.contextmanager
-def _writing(op: str) -> Iterator[None]:
-    """A failed write (a full disk, a read-only or broken data dir) is storage being
-    unavailable, a 503 with Retry-After, as a failed read is: never a 500."""
-    try:
-        yield
-    except OSError as exc:
-        metrics.storage_error(op)
-        raise StorageUnavailable(f"storage write failed: {exc.strerror or exc}") from exc
-
-
-def _read_capped(path: Path, max_bytes: int, op: str, what: str) -> bytes | None:
-    """A file's bytes (None when absent), refused past `max_bytes` without reading it all."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        metrics.storage_error(op)
-        raise StorageUnavailable(f"storage read failed: {exc.strerror}") from exc
-    if len(data) > max_bytes:
-        raise TooLarge(f"{what} is larger than {max_bytes} bytes")
-    return data
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, fsync, then rename over it: all or nothing.
-
-    In five system calls, not mkstemp's and a buffered file's nine: under load each one can
-    hand the GIL to a render thread and wait to get it back (bench: context switches per
-    cold render). The temp name is this thread's own, so it needs no random part."""
-    tmp = f"{path.parent}/.tmp-{os.getpid()}-{threading.get_ident()}-{path.name}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            done = os.write(fd, data)
-            while done < len(data):  # a short write: only on signals or a full disk
-                done += os.write(fd, memoryview(data)[done:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
