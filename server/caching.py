@@ -100,6 +100,11 @@ class SingleFlight(Generic[T]):
         if not flight.cancelled():
             flight.exception()  # retrieved: with every waiter gone, nobody else would
 
+    async def settle(self) -> None:
+        """Wait until no flight is left (shutdown: each hands its store write over)."""
+        while self._flights:  # bounded: a stopping server starts no new requests
+            await asyncio.wait(set(self._flights.values()))
+
     def __len__(self) -> int:
         return len(self._flights)
 

@@ -91,7 +91,15 @@ class Runtime:
             sweeper = asyncio.create_task(_sweep(store))
             stack.callback(sweeper.cancel)
         pool = RenderPool(settings.render_threads, settings.max_queue, settings.render_timeout_s)
-        stack.callback(pool.shutdown)  # graceful: in-flight renders finish
+        flights: SingleFlight[tuple[Variant, str]] = SingleFlight()
+
+        async def stop_rendering() -> None:
+            # In-flight renders finish (graceful), off the loop: a finished render's flight
+            # must run on to hand its store write over before the drain above looks.
+            await asyncio.to_thread(pool.shutdown)
+            await flights.settle()
+
+        stack.push_async_callback(stop_rendering)
         return cls(
             settings=settings,
             storage=storage,
@@ -101,6 +109,7 @@ class Runtime:
             templates=TemplateRegistry(storage, settings.meta_ttl_s),
             store=store,
             originals=originals,
+            flights=flights,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )
 

@@ -10,6 +10,7 @@ a seam we own (Runtime builds it), so the rest is the real app on real libvips."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -17,18 +18,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import upload, wait_until
+from conftest import IMAGES, upload, wait_until
 from starlette.testclient import TestClient
 from test_metrics import scrape
 
-from server import runtime
+from server import assets, runtime, variants
 from server.app import create_app
 from server.caching import Variant, VariantStore
 from server.errors import StorageUnavailable
 from server.imaging import pipeline
 from server.imaging.vips import RenderPool
 from server.settings import Settings
+from server.spec import parse_params
 from server.storage.local import LocalStorage
+from server.templates import NO_TEMPLATE
 from server.writebehind import WriteBehind
 
 URL = "/t/_/photo.jpg?w=120"
@@ -225,3 +228,42 @@ def test_a_purge_waits_for_the_writes_still_pending(tmp_path: Path):
         return await store.get("a.jpg", "_", "k")
 
     assert asyncio.run(scenario()) is None  # the purge came last, so nothing is left
+
+
+def test_a_render_running_at_shutdown_is_stored_though_its_client_left(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    # The render pool used to be shut down on the loop: a render finishing then could not
+    # hand its write over before the drain looked, and was cancelled with the loop.
+    gate, rendering, stopping = threading.Event(), threading.Event(), threading.Event()
+    real_render, real_shutdown = pipeline.render, RenderPool.shutdown
+
+    def slow_render(*args: object, **kwargs: object) -> pipeline.Rendered:
+        rendering.set()
+        gate.wait(30)
+        return real_render(*args, **kwargs)  # type: ignore[arg-type]
+
+    def shutdown(pool: RenderPool) -> None:
+        stopping.set()  # the exit has begun: only now may the render finish
+        real_shutdown(pool)
+
+    monkeypatch.setattr(pipeline, "render", slow_render)
+    monkeypatch.setattr(RenderPool, "shutdown", shutdown)
+    threading.Thread(target=lambda: stopping.wait(30) and gate.set(), daemon=True).start()
+
+    async def serve_and_stop() -> str:
+        async with contextlib.AsyncExitStack() as stack:
+            rt = await runtime.Runtime.start(settings, stack)
+            await assets.put_asset(rt, "photo.jpg", (IMAGES / "photo.jpg").read_bytes())
+            spec = parse_params({"w": "120"}, rt.limits)
+            resolved = await variants.resolve(
+                rt, "photo.jpg", NO_TEMPLATE, spec, "", variants.Timings()
+            )
+            request = asyncio.create_task(variants.fetch(rt, resolved, spec, variants.Timings()))
+            assert await asyncio.to_thread(rendering.wait, 30)
+            request.cancel()  # the client went away; its flight renders on
+        return resolved.key
+
+    key = asyncio.run(serve_and_stop())
+    assert stored(settings, key) is not None
+    assert lock_is_free(settings, key)
