@@ -235,12 +235,12 @@ def _flag(name: str, raw: str) -> bool:
 
 def _gravity(raw: str) -> dict[str, object]:
     if raw.startswith("fp:"):
-        try:
-            x, y = (float(v) for v in raw[3:].split(",") if _FRACTION.fullmatch(v))
-        except ValueError:
+        parts = raw[3:].split(",")
+        if len(parts) != 2 or not all(_FRACTION.fullmatch(v) for v in parts):
             raise InvalidParam(
                 "g", f"g=fp:X,Y needs two numbers separated by a comma, got {raw!r}"
-            ) from None
+            )
+        x, y = (float(v) for v in parts)
         if not (0 <= x <= 1 and 0 <= y <= 1):
             raise InvalidParam("g", f"g=fp:X,Y needs X and Y in 0..1, got {raw!r}")
         return {"gravity": "fp", "focal": (x, y)}

@@ -194,6 +194,11 @@ def test_the_grammar_strategies_cover_every_parameter():
         "fp:0.,0",
         "fp:\u0660.\u0665,0.5",  # Arabic-Indic 0.5
         "fp:\uff10.5,0.5",  # a fullwidth 0
+        "fp:0.5,abc,0.5",  # found in review: a bad middle part was dropped, not refused
+        "fp:0.5,nan,0.5",
+        "fp:x,0.5,0.5,y",
+        "fp:0.5",
+        "fp:0.5,0.5,",
     ],
 )
 def test_a_focal_point_outside_the_decimal_grammar_is_a_400_naming_g(value):
