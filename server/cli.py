@@ -119,22 +119,22 @@ def serve_forever(
     except OSError as exc:
         print(f"imgcdn: {_listen_error(host, port, exc)}", file=sys.stderr)
         return 1
-    port = sock.getsockname()[1]  # --port 0: the one the system chose
-    configure_logging(settings.log_level)
-    if not settings.admin_tokens:
-        # Made here, once, before workers start: they only ever read it.
-        admin_token_file(settings.data_dir)
-    if settings.unsigned_policy == "allow":
-        log.warning(
-            "unsigned URLs are accepted: anyone can request any variant of any asset "
-            "(set IMGCDN_SIGNING_KEYS to require signatures)"
-        )
-    if config is not None:
-        os.environ["IMGCDN_CONFIG"] = str(config.resolve())
-    shown = f"[{host}]" if ":" in host else host
-    log.info("imgcdn on http://%s:%d, data in %s", shown, port, settings.data_dir.resolve())
     with contextlib.ExitStack() as stack:
-        stack.callback(sock.close)
+        stack.callback(sock.close)  # whatever fails from here on
+        port = sock.getsockname()[1]  # --port 0: the one the system chose
+        configure_logging(settings.log_level)
+        if not settings.admin_tokens:
+            # Made here, once, before workers start: they only ever read it.
+            admin_token_file(settings.data_dir)
+        if settings.unsigned_policy == "allow":
+            log.warning(
+                "unsigned URLs are accepted: anyone can request any variant of any asset "
+                "(set IMGCDN_SIGNING_KEYS to require signatures)"
+            )
+        if config is not None:
+            os.environ["IMGCDN_CONFIG"] = str(config.resolve())
+        shown = f"[{host}]" if ":" in host else host
+        log.info("imgcdn on http://%s:%d, data in %s", shown, port, settings.data_dir.resolve())
         if workers > 1:
             # Workers keep their metrics in files here, so /metrics sums them whichever
             # worker answers. New for each run (values of an earlier run must not count)

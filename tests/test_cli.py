@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import httpx2
 import pytest
 from conftest import AUTH, IMAGES, TOKEN, decode, free_port
 
+from server import cli
+from server.settings import Settings
 from server.signing import split, verify
 
 IMGCDN = str(Path(sys.executable).parent / "imgcdn")
@@ -168,3 +171,21 @@ def test_serve_with_a_port_that_is_no_port_says_so_without_a_traceback(port):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "argument --port: must be a port number in 0..65535" in out.stderr
+
+
+def test_a_start_that_fails_after_the_bind_closes_its_socket(tmp_path, monkeypatch):
+    bound: list[socket.socket] = []
+    real_listen = cli._listen
+
+    def listen(host: str, port: int) -> socket.socket:
+        bound.append(real_listen(host, port))
+        return bound[-1]
+
+    def refuse(level: str) -> None:
+        raise RuntimeError("logging refused")
+
+    monkeypatch.setattr(cli, "_listen", listen)
+    monkeypatch.setattr("server.app.configure_logging", refuse)
+    with pytest.raises(RuntimeError, match="logging refused"):
+        cli.serve_forever(Settings(data_dir=tmp_path), "127.0.0.1", 0, 1, None)
+    assert bound and bound[0].fileno() == -1  # closed, not left to the garbage collector
