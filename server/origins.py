@@ -4,7 +4,7 @@
 one) and a port, all three matched, so an allowed `https://cdn.example.com` does not let
 through `http://cdn.example.com` or `https://cdn.example.com:8443`. Entries:
 
-- `https://cdn.example.com`, `http://10.0.0.5:8000`, `http://[2001:db8::1]:8080`: exactly
+- `https://cdn.example.com`, `http://img.example.org:8000`, `http://[2606:4700::1]:8080`: exactly
   that origin; a missing port is the scheme's (80, 443);
 - `cdn.example.com`, `cdn.example.com:8443`: no scheme means https;
 - `*.example.com`, `http://*.example.com:8080`: any host under example.com (at any depth),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from server.origins import SourceOrigin
+from server.origins import SourceOrigin, ip_literal, refusal
 
 ShrinkRule = Literal["fast", "quality"]
 Unsigned = Literal["allow", "public-templates"]
@@ -177,6 +177,16 @@ class Settings:
             except ValueError as exc:
                 shown = spec.env if spec.secret else f"{spec.env}={raw[spec.env]!r}"
                 raise SettingsError(f"{shown}: {exc}") from None
+        if not values.get("allow_private_sources"):
+            # An entry the SSRF guard refuses anyway would only ever answer 403: say so now.
+            for origin in values.get("source_hosts", ()):
+                address = ip_literal(origin.host)
+                kind = refusal(address) if address is not None else None
+                if kind is not None:
+                    raise SettingsError(
+                        f"IMGCDN_SOURCE_HOSTS: {origin} is {kind}, which source URLs never "
+                        "reach (IMGCDN_ALLOW_PRIVATE_SOURCES=1 is for tests only)"
+                    )
         return cls(**values)
 
     @property
@@ -264,7 +274,7 @@ FIELDS: dict[str, FieldSpec] = {
         "IMGCDN_SOURCE_HOSTS",
         _origins,
         "comma-separated origins that source URLs and their redirects may reach, scheme, host "
-        "and port all matched: `https://cdn.example.com`, `http://10.0.0.5:8000`, "
+        "and port all matched: `https://cdn.example.com`, `http://img.example.org:8000`, "
         "`*.example.com` (any subdomain); no scheme means https, no port the scheme's; "
         "empty: any public origin",
     ),

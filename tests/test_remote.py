@@ -536,7 +536,12 @@ def test_a_redirect_to_another_allowed_origin_is_followed(origin: Origin) -> Non
 def test_source_hosts_from_settings_refuse_a_redirect_to_another_port(
     make_client: Callable[..., TestClient], origin: Origin, listener: Listener
 ) -> None:
-    hosts = Settings.load({"IMGCDN_SOURCE_HOSTS": f"https://cdn.example.com, {origin.url}"})
+    hosts = Settings.load(
+        {
+            "IMGCDN_SOURCE_HOSTS": f"https://cdn.example.com, {origin.url}",
+            "IMGCDN_ALLOW_PRIVATE_SOURCES": "1",
+        }
+    )
     client = make_client(allow_private_sources=True, source_hosts=hosts.source_hosts)
     direct = client.post("/v1/assets", json={"url": f"{origin.url}/photo.jpg"}, headers=AUTH)
     assert direct.status_code == 201, direct.text

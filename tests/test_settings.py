@@ -129,7 +129,8 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(env, value
 
 def test_source_hosts_are_parsed_into_origins_once_at_start():
     raw = " https://cdn.example.com, *.example.com ,http://127.0.0.1:8000,,img.example.org:8443"
-    hosts = Settings.load({"IMGCDN_SOURCE_HOSTS": raw}).source_hosts
+    env = {"IMGCDN_SOURCE_HOSTS": raw, "IMGCDN_ALLOW_PRIVATE_SOURCES": "1"}  # 127.0.0.1
+    hosts = Settings.load(env).source_hosts
     assert [str(h) for h in hosts] == [
         "https://cdn.example.com:443",
         "https://*.example.com:443",
@@ -154,6 +155,18 @@ def test_a_bad_source_hosts_entry_stops_start_up_naming_it(value, entry):
     message = load_error({"IMGCDN_SOURCE_HOSTS": value})
     assert message.startswith("IMGCDN_SOURCE_HOSTS=")
     assert f": {entry!r} " in message or f": {entry!r}:" in message
+
+
+@pytest.mark.parametrize(
+    "entry", ["http://10.0.0.5:8000", "http://127.0.0.1:8000", "https://[::1]", "169.254.169.254"]
+)
+def test_a_non_public_address_in_source_hosts_stops_start_up(entry):
+    # The SSRF guard refuses it whatever the list says: a 403 for every URL, found late.
+    message = load_error({"IMGCDN_SOURCE_HOSTS": f"https://cdn.example.com,{entry}"})
+    assert message.startswith("IMGCDN_SOURCE_HOSTS: ")
+    assert "never reach" in message
+    allowed = {"IMGCDN_SOURCE_HOSTS": entry, "IMGCDN_ALLOW_PRIVATE_SOURCES": "1"}
+    assert len(Settings.load(allowed).source_hosts) == 1  # the test suite's own origins
 
 
 def test_the_source_deadline_leaves_room_under_a_clients_10_s():
