@@ -237,9 +237,7 @@ def _gravity(raw: str) -> dict[str, object]:
     if raw.startswith("fp:"):
         parts = raw[3:].split(",")
         if len(parts) != 2 or not all(_FRACTION.fullmatch(v) for v in parts):
-            raise InvalidParam(
-                "g", f"g=fp:X,Y needs two numbers separated by a comma, got {raw!r}"
-            )
+            raise InvalidParam("g", f"g=fp:X,Y needs two numbers separated by a comma, got {raw!r}")
         x, y = (float(v) for v in parts)
         if not (0 <= x <= 1 and 0 <= y <= 1):
             raise InvalidParam("g", f"g=fp:X,Y needs X and Y in 0..1, got {raw!r}")

@@ -37,6 +37,9 @@ MAX_CACHE_CONTROL = 256
 _NUMBER = re.compile(r"-?\d{1,20}(\.\d{1,20})?", re.ASCII)
 
 
+_FORMAT_NAMES = {"jpg": "jpeg", "jpeg": "jpg"}
+
+
 @dataclass(frozen=True, slots=True)
 class Constraint:
     """What an unsigned URL may set a parameter to: a range with a step, or a list."""
@@ -48,7 +51,9 @@ class Constraint:
 
     def check(self, name: str, raw: str) -> None:
         if self.values is not None:
-            if raw not in self.values:
+            # fmt=jpg is another name for jpeg (spec.py): allowing one allows the other.
+            same = _FORMAT_NAMES.get(raw, raw) if name == "fmt" else raw
+            if raw not in self.values and same not in self.values:
                 raise ParamNotAllowed(name, f"{name} must be one of {', '.join(self.values)}")
             return
         # Every number a parameter takes is written so; then Fraction makes the bounds and

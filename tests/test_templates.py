@@ -286,6 +286,14 @@ def test_template_params_are_the_defaults_and_allowed_url_params_override_them(p
     assert (body["code"], body["param"]) == ("param_not_allowed", "fmt")
 
 
+@pytest.mark.parametrize(("allowed", "asked"), [("jpeg", "jpg"), ("jpg", "jpeg")])
+def test_jpg_and_jpeg_are_one_format_to_an_allow_list(photo, allowed, asked):
+    define(photo, "card", {"params": {"w": 100}, "allow": {"fmt": [allowed, "webp"]}})
+    r = photo.get(f"/t/card/photo.jpg?fmt={asked}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert error(photo.get("/t/card/photo.jpg?fmt=png"), 403)["param"] == "fmt"
+
+
 def test_a_signed_url_overrides_template_params_it_could_not_unsigned(make_client):
     client = make_client(signing_keys=(KEY,))
     upload(client, "photo.jpg", "photo.jpg")
