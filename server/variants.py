@@ -145,7 +145,10 @@ async def _from_store_or_render(
         return stored, "hit-store"
     deadline = time.monotonic() + rt.settings.render_timeout_s
     delay = 0.02
-    while not await rt.store.lock(key, rt.settings.render_timeout_s + 5):
+    # The holder renders, answers, then stores (an S3 PUT of up to IMGCDN_S3_TIMEOUT_S)
+    # before it lets go: a lock younger than that is not a dead holder's.
+    ttl = rt.settings.render_timeout_s + rt.settings.s3_timeout_s + 5
+    while not await rt.store.lock(key, ttl):
         if time.monotonic() > deadline:
             break  # the holder is slow or gone: render rather than fail
         await asyncio.sleep(delay)  # polling storage, which has no change notifications
