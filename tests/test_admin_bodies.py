@@ -139,3 +139,14 @@ def test_an_undeclared_raw_upload_over_the_limit_is_a_413(make_client, ctype):
 
     assert error(r, 413)["code"] == "source_too_large"
     assert str(len(PNG) - 1) in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/purge", "/v1/urls", "/v1/templates/t1"])
+@pytest.mark.parametrize("content_type", [None, "application/json", "text/plain"])
+def test_an_empty_body_on_a_json_endpoint_is_a_400_naming_the_body(client, path, content_type):
+    # Nothing was sent: a malformed request (400), not a wrong media type (415).
+    headers = {**AUTH, **({"content-type": content_type} if content_type else {})}
+    method = "PUT" if path.startswith("/v1/templates") else "POST"
+    r = client.request(method, path, content=b"", headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "body"

@@ -77,6 +77,8 @@ def _shown_type(request: Request) -> str:
 async def read_json(request: Request, max_bytes: int) -> Any:
     """A JSON endpoint's body: JSON by `is_json`, else a 415 naming the Content-Type."""
     body = await read_body(request, max_bytes)
+    if not body.strip():  # nothing sent at all: a malformed request, whatever its type says
+        raise BadRequest("empty body: this endpoint takes a JSON object", param="body")
     if not is_json(request, body):
         undeclared = _media_type(request) in _UNDECLARED
         why = " and a body that does not start with { or [" if undeclared else ""
