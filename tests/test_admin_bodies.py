@@ -150,3 +150,13 @@ def test_an_empty_body_on_a_json_endpoint_is_a_400_naming_the_body(client, path,
     r = client.request(method, path, content=b"", headers=headers)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "body"
+
+
+def test_a_json_upload_over_its_limit_is_a_413_naming_the_json_limit(make_client):
+    client = make_client(max_source_bytes=3000)  # JSON may carry base64: 4/3 of it, + 4096
+    body = b'{"base64": "' + b"A" * 9000 + b'"}'
+    r = client.post(
+        "/v1/assets", content=body, headers={**AUTH, "content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert "the limit is 8096" in r.json()["error"]["message"]

@@ -124,7 +124,9 @@ async def read_upload_or_json(
         return await read_upload(request, max_bytes)
     # The limit to read under, before the body says which it is; is_json then decides.
     cap = json_max_bytes if _declares_json(media) or media in _UNDECLARED else max_bytes
-    body = await read_body(request, max(cap, max_bytes), max_bytes)
+    # A 413 names the limit of what the body said it is: JSON's when declared, else the image's.
+    shown = json_max_bytes if _declares_json(media) else max_bytes
+    body = await read_body(request, max(cap, max_bytes), shown)
     if is_json(request, body):
         return JsonBody(_parse_json(body))
     return _image_bytes(body, max_bytes)
