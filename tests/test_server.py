@@ -165,15 +165,7 @@ def test_a_served_process_uploads_negotiates_revalidates_logs_and_stops(tmp_path
     ids=["not-a-number", "out-of-range", "short-token", "misspelt"],
 )
 def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path, name, value):
-    result = subprocess.run(
-        [str(IMGCDN), "serve", "--port", str(free_port())],
-        env=env_for(tmp_path / "data", **{name: value}),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_imgcdn(tmp_path, "serve", "--port", str(free_port()), **{name: value})
 
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
@@ -181,10 +173,12 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path, name, va
     assert name in lines[0]
 
 
-def _imgcdn_settings(tmp_path):
+def run_imgcdn(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`imgcdn ARGS` run to its end in tmp_path, on a data dir of its own."""
     return subprocess.run(
-        [str(IMGCDN), "settings"],
-        env=env_for(tmp_path / "data"),
+        [str(IMGCDN), *args],
+        env=env_for(tmp_path / "data", **env),
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=30,
@@ -193,7 +187,7 @@ def _imgcdn_settings(tmp_path):
 
 
 def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
-    result = _imgcdn_settings(tmp_path)
+    result = run_imgcdn(tmp_path, "settings")
 
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `IMGCDN_")]
@@ -205,7 +199,7 @@ def test_imgcdn_settings_prints_a_table_naming_every_variable(tmp_path):
 
 
 def test_imgcdn_settings_prints_each_default_as_its_variable_is_written(tmp_path):
-    result = _imgcdn_settings(tmp_path)
+    result = run_imgcdn(tmp_path, "settings")
 
     defaults = Settings()
     by_env = {spec.env: name for name, spec in FIELDS.items()}
@@ -287,15 +281,7 @@ def test_a_taken_port_is_one_line_naming_it_and_no_banner(tmp_path, workers):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [str(IMGCDN), "serve", "--port", str(port), "--workers", workers],
-            env=env_for(tmp_path / "data"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        result = run_imgcdn(tmp_path, "serve", "--port", str(port), "--workers", workers)
 
     assert result.returncode != 0
     assert result.stdout == ""
