@@ -13,15 +13,15 @@ from urllib.parse import unquote
 
 from server.errors import InvalidId, InvalidParam
 
-_TEMPLATE = re.compile(r"_|[a-z0-9][a-z0-9_-]{0,63}")
+# A template name, as every message that states the rule writes it.
+TEMPLATE_NAME = "[a-z0-9][a-z0-9_-]{0,63}"
+_TEMPLATE = re.compile(f"_|{TEMPLATE_NAME}")
 MAX_ID_BYTES = 1024
 
 
 def validate_template_name(name: str) -> str:
     if not _TEMPLATE.fullmatch(name):
-        raise InvalidParam(
-            "template", f"template must match [a-z0-9][a-z0-9_-]{{0,63}} or _, got {name!r}"
-        )
+        raise InvalidParam("template", f"template must match {TEMPLATE_NAME} or _, got {name!r}")
     return name
 
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from server import edge, signing, variants
 from server.errors import InvalidParam, SignatureRequired
-from server.names import validate_id, validate_template_name
+from server.names import TEMPLATE_NAME, validate_id, validate_template_name
 from server.runtime import Runtime
 from server.spec import parse_params, query_pairs
 from server.templates import NO_TEMPLATE, Template
@@ -72,7 +72,7 @@ async def missing_template(request: Request) -> Response:
     raise InvalidParam(
         "template",
         "the template segment is missing: delivery URLs are /t/{template}/{id}, and template "
-        f"must match [a-z0-9][a-z0-9_-]{{0,63}} or be _ for none (e.g. {meant})",
+        f"must match {TEMPLATE_NAME} or be _ for none (e.g. {meant})",
     )
 
 
