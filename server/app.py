@@ -24,7 +24,8 @@ from server import metrics
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
 from server.json import error_response
-from server.routes import assets, delivery, health, templates, urls
+from server.ops import OPS
+from server.routes import assets, delivery, health, processing, templates, urls
 from server.routes.metrics import get_metrics
 from server.runtime import Runtime
 from server.settings import Settings
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/templates/{name}", templates.delete_template, methods=["DELETE"]),
         Route("/v1/urls", urls.post_urls, methods=["POST"]),
         Route("/v1/purge", urls.post_purge, methods=["POST"]),
+        *processing_routes(),
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
         # For the scraper on the internal network: the nginx public block does not route it.
@@ -92,6 +94,25 @@ def create_app(settings: Settings) -> Starlette:
     app.router.redirect_slashes = False
     app.add_middleware(RequestMiddleware)
     return app
+
+
+def processing_routes() -> list[BaseRoute]:
+    """SPEC §6: one endpoint per op, process and metadata; the later issues' endpoints
+    answer 501 until they land (not 404: the path is right, the feature is not here)."""
+    prefix = "/v1/image"
+    routes: list[BaseRoute] = [
+        Route(f"{prefix}/process", processing.process_endpoint, methods=["POST"]),
+        Route(f"{prefix}/metadata", processing.metadata_endpoint, methods=["POST"]),
+    ]
+    routes += [
+        Route(f"{prefix}/{name}", processing.op_endpoint(name), methods=["POST"]) for name in OPS
+    ]
+    later = ["batch/submit", "batch/status/{id}", "batch/cancel/{id}", "moderate", "ocr", "tag"]
+    routes += [
+        Route(f"{prefix}/{path}", processing.not_available, methods=["GET", "POST"])
+        for path in later
+    ]
+    return routes
 
 
 def create_app_from_env() -> Starlette:

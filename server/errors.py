@@ -169,3 +169,29 @@ class ParamNotAllowed(ImgcdnError):
 
     def __init__(self, name: str, message: str) -> None:
         super().__init__(message, param=name)
+
+
+class InvalidOp(BadRequest):
+    """A `process` step that is malformed: param names it, e.g. `ops[2].params.width`."""
+
+    code = "invalid_op"
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, param=param)
+
+
+class NotAvailable(ImgcdnError):
+    """A feature whose engine is not in this install (SPEC §4: 501, saying what is missing)."""
+
+    status, code, report = 501, "not_available", False
+
+
+class TargetUnreachable(ImgcdnError):
+    status, code, report = 422, "target_unreachable", False
+
+
+class SourceUnavailable(ImgcdnError):
+    """A remote source that failed in a way a retry can fix (refused, reset, 5xx)."""
+
+    status, code = 503, "source_unavailable"
+    retry_after = 5

@@ -116,7 +116,7 @@ async def fetch(
     async def work() -> tuple[Variant, str]:
         if resolved.stale:
             # Storage is down: skip the store, and render only if the original is in the
-            # local originals cache (_read raises 503 otherwise).
+            # local originals cache (read_source raises 503 otherwise).
             return await _render(rt, resolved, spec, timings), "stale"
         return await _from_store_or_render(rt, resolved, spec, timings)
 
@@ -184,7 +184,7 @@ def _local_source(rt: Runtime, meta: AssetMeta) -> Path | None:
     return path
 
 
-async def _read(rt: Runtime, meta: AssetMeta) -> bytes:
+async def read_source(rt: Runtime, meta: AssetMeta) -> bytes:
     metrics.source_read()
     if rt.originals is not None:
         cached = await rt.originals.get(meta.etag)
@@ -207,8 +207,8 @@ async def _render(
 ) -> Variant:
     meta = resolved.meta
     started = time.perf_counter()
-    source = _local_source(rt, meta) or await _read(rt, meta)
-    mark_source = await _read(rt, resolved.mark) if resolved.mark else None
+    source = _local_source(rt, meta) or await read_source(rt, meta)
+    mark_source = await read_source(rt, resolved.mark) if resolved.mark else None
     timings.add("fetch", started)
     info = _source_info(meta)
     options = rt.render_options

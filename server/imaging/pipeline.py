@@ -62,8 +62,49 @@ def render(
     mark_source: bytes | None = None,
 ) -> Rendered:
     animate = info.frames > 1 and spec.anim is not False and fmt in ANIMATED
+    image, shrink, full_size = open_source(data, info, spec, options, cancel, animate)
+    job = Job(
+        spec,
+        fmt,
+        options,
+        shrink=shrink,
+        full_size=full_size,
+        watermark=watermark,
+        mark_source=mark_source,
+    )
+    try:
+        if animate:
+            # Content-aware crops would pick a different window per frame and make it jitter.
+            if spec.gravity in ("smart", "entropy"):
+                job = replace(job, spec=replace(spec, gravity="center"))
+            out = render_frames(image, lambda frame: run_steps(frame, job, STEPS), cancel)
+        else:
+            out = run_steps(image, job, STEPS, cancel)
+        body = encode.encode(cancel.watch(out), fmt, spec, options, palette=info.palette)
+    except pyvips.Error as exc:
+        if cancel.cancelled:
+            raise  # the pool has answered 504 already
+        # The source decoded in full when it was uploaded, so a failure here is ours: a 500
+        # that is logged with its cause, not a 4xx that blames the client.
+        raise ImgcdnError(f"render failed: {last_line(exc)}") from exc
+    frames = int(out.get("n-pages")) if animate else 1
+    height = out.height // frames if animate else out.height
+    return Rendered(body=body, width=out.width, height=height, frames=frames)
+
+
+def open_source(
+    data: bytes | Path,
+    info: SourceInfo,
+    spec: TransformSpec,
+    options: RenderOptions,
+    cancel: Cancel,
+    animate: bool,
+    **extra: Any,
+) -> tuple[pyvips.Image, float, tuple[int, int] | None]:
+    """The source, shrunk on load as far as `spec` allows: the lazy image, its shrink
+    (loaded / stored width, for crop boxes) and the full size resize() should plan from."""
     factor = _load_factor(info, spec, options, animate)
-    load: dict[str, Any] = {"access": _access(info, spec)}
+    load: dict[str, Any] = {"access": _access(info, spec), **extra}
     if factor > 1 and info.kind == "jpeg":
         load["shrink"] = factor
     elif factor > 1 and info.kind == "webp":
@@ -72,32 +113,8 @@ def render(
         load["n"] = -1
     image = cancel.watch(header(data, info.kind, **load))
     stored_width = info.height if info.orientation in (5, 6, 7, 8) else info.width
-    job = Job(
-        spec,
-        fmt,
-        options,
-        shrink=image.width / stored_width,
-        full_size=_full_size(info, spec) if factor > 1 else None,
-        watermark=watermark,
-        mark_source=mark_source,
-    )
-    try:
-        if animate:
-            out = _render_frames(image, job, cancel)
-        else:
-            out = image
-            for step in STEPS:
-                out = cancel.watch(step(out, job))
-        body = encode.encode(cancel.watch(out), fmt, spec, options, palette=info.palette)
-    except pyvips.Error as exc:
-        if cancel.cancelled:
-            raise  # the pool has answered 504 already
-        # The source decoded in full when it was uploaded, so a failure here is ours: a 500
-        # that is logged with its cause, not a 4xx that blames the client.
-        raise ImgcdnError(f"render failed: {_last_line(exc)}") from exc
-    frames = int(out.get("n-pages")) if animate else 1
-    height = out.height // frames if animate else out.height
-    return Rendered(body=body, width=out.width, height=height, frames=frames)
+    full_size = _full_size(info, spec) if factor > 1 else None
+    return image, image.width / stored_width, full_size
 
 
 def _load_factor(
@@ -139,19 +156,25 @@ def _full_size(info: SourceInfo, spec: TransformSpec) -> tuple[int, int]:
     return width, height
 
 
-def _render_frames(image: pyvips.Image, job: Job, cancel: Cancel) -> pyvips.Image:
+def run_steps(
+    image: pyvips.Image, job: Job, steps: tuple[Step, ...], cancel: Cancel | None = None
+) -> pyvips.Image:
+    for step in steps:
+        image = step(image, job)
+        if cancel is not None:
+            image = cancel.watch(image)
+    return image
+
+
+def render_frames(
+    image: pyvips.Image, per_frame: Callable[[pyvips.Image], pyvips.Image], cancel: Cancel
+) -> pyvips.Image:
+    """`per_frame` over each frame of an animation, joined back with its timing kept."""
     page_height = int(image.get("page-height"))
     count = image.height // page_height
-    # Content-aware crops would pick a different window per frame and make it jitter.
-    spec = job.spec
-    if spec.gravity in ("smart", "entropy"):
-        job = replace(job, spec=replace(spec, gravity="center"))
     frames = []
     for index in range(count):
-        frame = image.crop(0, index * page_height, image.width, page_height)
-        for step in STEPS:
-            frame = step(frame, job)
-        frames.append(frame)
+        frames.append(per_frame(image.crop(0, index * page_height, image.width, page_height)))
     out = cancel.watch(pyvips.Image.arrayjoin(frames, across=1))
     out = out.copy()
     out.set_type(pyvips.GValue.gint_type, "page-height", frames[0].height)
@@ -347,7 +370,7 @@ def _with_background(image: pyvips.Image, job: Job) -> tuple[pyvips.Image, list[
     return image, [float(c) for c in colour]
 
 
-def _last_line(exc: pyvips.Error) -> str:
+def last_line(exc: pyvips.Error) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1][:200] if lines else "unknown error"
 

@@ -53,13 +53,13 @@ def authorize(request: Request) -> Runtime:
 
 def is_json(request: Request, body: bytes) -> bool:
     """The one rule every admin endpoint follows to decide that `body` is JSON."""
-    media = _media_type(request)
+    media = media_type(request)
     if _declares_json(media):
         return True
     return media in _UNDECLARED and _JSON_START.match(body) is not None
 
 
-def _media_type(request: Request) -> str:
+def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
@@ -70,7 +70,7 @@ def _declares_json(media: str) -> bool:
 
 
 def _shown_type(request: Request) -> str:
-    media = _media_type(request)
+    media = media_type(request)
     return repr(request.headers["content-type"]) if media else "no Content-Type"
 
 
@@ -80,16 +80,21 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if not body.strip():  # nothing sent at all: a malformed request, whatever its type says
         raise BadRequest("empty body: this endpoint takes a JSON object", param="body")
     if not is_json(request, body):
-        undeclared = _media_type(request) in _UNDECLARED
-        why = " and a body that does not start with { or [" if undeclared else ""
-        raise UnsupportedMediaType(
-            f"this endpoint takes JSON, got {_shown_type(request)}{why}: "
-            "send a JSON object with Content-Type: application/json"
-        )
-    return _parse_json(body)
+        raise unsupported_body(request, "JSON")
+    return parse_json(body)
 
 
-def _parse_json(body: bytes) -> Any:
+def unsupported_body(request: Request, takes: str) -> UnsupportedMediaType:
+    """The 415 for a body that is none of what an endpoint `takes`, naming what it got."""
+    undeclared = media_type(request) in _UNDECLARED
+    why = " and a body that does not start with { or [" if undeclared else ""
+    return UnsupportedMediaType(
+        f"this endpoint takes {takes}, got {_shown_type(request)}{why}: "
+        "send a JSON object with Content-Type: application/json"
+    )
+
+
+def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -100,7 +105,7 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
     """The uploaded image: the raw body, or the multipart field `file`. The byte limit is
     checked against Content-Length first and again while the body streams in. A JSON body
     (by `is_json`) is a 415 about the body: "not a JPEG" would send the caller astray."""
-    multipart = _media_type(request) == "multipart/form-data"
+    multipart = media_type(request) == "multipart/form-data"
     cap = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
     body = await read_body(request, cap, max_bytes)
     if multipart:
@@ -119,7 +124,7 @@ async def read_upload_or_json(
 ) -> bytes | JsonBody:
     """POST /v1/assets: image bytes as read_upload takes them, or a JSON body by `is_json`
     (up to `json_max_bytes`: base64 is a third larger than the image it carries)."""
-    media = _media_type(request)
+    media = media_type(request)
     if media == "multipart/form-data":
         return await read_upload(request, max_bytes)
     # The limit to read under, before the body says which it is; is_json then decides.
@@ -128,7 +133,7 @@ async def read_upload_or_json(
     shown = json_max_bytes if _declares_json(media) else max_bytes
     body = await read_body(request, max(cap, max_bytes), shown)
     if is_json(request, body):
-        return JsonBody(_parse_json(body))
+        return JsonBody(parse_json(body))
     return _image_bytes(body, max_bytes)
 
 

@@ -1,0 +1,132 @@
+"""Image references (SPEC §6): what a client may give as `image`, and the bytes behind it.
+
+A reference is `{"url"}`, `{"base64"}` (plain or a `data:` URL), `{"id"}` (a stored asset),
+or a string: an http(s) URL, a `data:` URL, else an asset id; a multipart request carries
+the bytes themselves. Parsing (pure) checks the shape and decodes base64 up front, so every
+field of a request is validated before any fetch; inputs.py does the I/O.
+Errors name the field as sent: `image.url`, `ops[1].params.watermark_image.base64`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from server.errors import AssetNotFound, ImgcdnError, InvalidId, InvalidParam, TooLarge
+from server.names import validate_id
+from server.schema import Custom
+
+# Base64 is a third larger than the bytes; the exact byte cap is checked after decoding.
+MAX_BASE64_CHARS = 70_000_000
+_BASE64 = re.compile(rb"[A-Za-z0-9+/_-]*={0,2}")
+_DATA_URL = re.compile(r"data:([a-z0-9.+/-]*)(;[a-z0-9=.+-]*)*?;base64,", re.ASCII | re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    kind: Literal["url", "id", "bytes"]
+    value: str | bytes  # the URL, the asset id, or the image bytes
+    path: str  # how the client named it, for errors
+
+    @property
+    def where(self) -> str:
+        """The field errors about this reference name: `image.url`, `image.id`, `image`."""
+        return f"{self.path}.{self.kind}" if self.kind in ("url", "id") else self.path
+
+
+def _parse(value: object, path: str, text: bool = False) -> Ref:
+    if isinstance(value, str):
+        if value[:8].lower().startswith(("http://", "https://")):
+            return Ref("url", value, path)
+        if value[:5].lower() == "data:":
+            return Ref("bytes", _decode(value, path), path)
+        return Ref("id", value, path)
+    if isinstance(value, dict):
+        keys = [k for k in ("url", "base64", "id") if k in value]
+        extra = sorted(set(value) - {"url", "base64", "id"})
+        if extra:
+            raise InvalidParam(
+                f"{path}.{extra[0]}", f"unknown field; {path} takes url, base64 or id"
+            )
+        if len(keys) != 1:
+            raise InvalidParam(path, f"{path} needs exactly one of url, base64 or id")
+        raw = value[keys[0]]
+        if not isinstance(raw, str) or not raw:
+            raise InvalidParam(f"{path}.{keys[0]}", f"{path}.{keys[0]} must be a non-empty string")
+        if keys[0] == "base64":
+            return Ref("bytes", _decode(raw, f"{path}.base64"), path)
+        return Ref(keys[0], raw, path)  # type: ignore[arg-type]  # url or id, checked above
+    raise InvalidParam(
+        path, f"{path} must be a URL, a data: URL, an asset id, or an object with url, base64 or id"
+    )
+
+
+def _decode(raw: str, path: str) -> bytes:
+    if len(raw) > MAX_BASE64_CHARS:
+        raise TooLarge(f"{path} is over {MAX_BASE64_CHARS} characters")
+    if raw[:5].lower() == "data:":
+        head = _DATA_URL.match(raw)
+        if head is None:
+            raise InvalidParam(
+                path, f"{path} is a data: URL without ;base64, (only base64 is taken)"
+            )
+        raw = raw[head.end() :]
+    encoded = re.sub(rb"\s+", b"", raw.encode("ascii", "replace"))
+    if not _BASE64.fullmatch(encoded):
+        raise InvalidParam(path, f"{path} is not valid base64")
+    try:
+        # Both alphabets (+/ and -_): clients send either; padding may be left off.
+        data = base64.b64decode(
+            encoded.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(encoded) % 4),
+            validate=True,
+        )
+    except (binascii.Error, ValueError):
+        raise InvalidParam(path, f"{path} is not valid base64") from None
+    if not data:
+        raise InvalidParam(path, f"{path} decodes to no bytes")
+    return data
+
+
+REF = Custom(
+    _parse,
+    {
+        "oneOf": [
+            {"type": "string", "description": "an http(s) URL, a data: URL, or an asset id"},
+            {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "format": "uri"},
+                    "base64": {"type": "string", "description": "base64 or a data: URL"},
+                    "id": {"type": "string", "description": "a stored asset's id"},
+                },
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": False,
+            },
+        ]
+    },
+    "an image: {url}, {base64}, {id}, or a string (URL, data: URL or asset id)",
+)
+
+
+def rename(error: ImgcdnError, ref: Ref) -> ImgcdnError:
+    """An error from fetching or storing, re-pointed at the field the client sent."""
+    if error.param in (None, "url", "id", "body", "file"):
+        error.param = ref.where
+    return error
+
+
+def check_id(ref: Ref, prefix: str) -> str:
+    """An asset id a caller may read: well-formed, and inside its key's prefix (else it does
+    not exist for this caller: a 404, as for any id it cannot see)."""
+    assert isinstance(ref.value, str)
+    try:
+        asset_id = validate_id(ref.value)
+    except InvalidId as exc:
+        raise InvalidParam(ref.where, f"{ref.where}: {exc.message}") from None
+    if not asset_id.startswith(prefix):
+        raise AssetNotFound(asset_id)
+    return asset_id

@@ -1,0 +1,39 @@
+"""An image reference's bytes: the I/O half of imagerefs.py.
+
+URLs go through remote.fetch, the SSRF guard uploads use; asset ids through the asset
+registry and the originals cache the delivery path reads, confined to the caller's prefix.
+The byte limit is checked where the bytes first appear (decoded base64, the fetched body).
+"""
+
+from __future__ import annotations
+
+from server import assets, remote, variants
+from server.errors import ImgcdnError, TooLarge
+from server.imagerefs import Ref, check_id, rename
+from server.runtime import Runtime
+
+
+async def load(rt: Runtime, ref: Ref, prefix: str) -> bytes:
+    """The bytes behind `ref`, within the source byte limit, or an error naming its field."""
+    limit = rt.settings.max_source_bytes
+    if ref.kind == "bytes":
+        assert isinstance(ref.value, bytes)
+        if len(ref.value) > limit:
+            raise TooLarge(f"{ref.path} is {len(ref.value)} bytes, the limit is {limit}")
+        return ref.value
+    try:
+        if ref.kind == "url":
+            assert isinstance(ref.value, str)
+            s = rt.settings
+            policy = remote.FetchPolicy(
+                max_bytes=limit,
+                timeout_s=s.source_timeout_s,
+                allowed_hosts=s.source_hosts,
+                allow_private=s.allow_private_sources,
+            )
+            data, _type = await remote.fetch(ref.value, policy)
+            return data
+        meta = await assets.get_meta(rt, check_id(ref, prefix))
+        return await variants.read_source(rt, meta)
+    except ImgcdnError as exc:
+        raise rename(exc, ref) from exc.__cause__
