@@ -185,3 +185,7 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def result(outcome: str) -> None:  # STUB
+    pass
