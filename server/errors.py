@@ -193,5 +193,8 @@ class TargetUnreachable(ImgcdnError):
 class SourceUnavailable(ImgcdnError):
     """A remote source that failed in a way a retry can fix (refused, reset, 5xx)."""
 
-    status, code = 503, "source_unavailable"
+    status, code, report = 503, "source_unavailable", False
     retry_after = 5
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="url")

@@ -24,10 +24,11 @@ Failures, all with `param="url"`:
 - 400 `invalid_url`: not http(s), no host, credentials in the URL, too long, bad host;
 - 403 `source_forbidden`: origin not in the allow-list, or a non-public address;
 - 413 `source_too_large`: Content-Length or the streamed body over `max_bytes`;
-- 422 `source_fetch_failed`: the origin answered >= 300 without a usable redirect, more than
-  `max_redirects` redirects, the host does not resolve, or the connection failed or was
-  refused. The source is the client's choice, so its failures are client errors: not
-  retried. Messages name the kind of address, never a resolved one;
+- 422 `source_fetch_failed`: the origin answered 3xx without a usable redirect or a 4xx,
+  more than `max_redirects` redirects, or the host does not resolve: a retry of the same
+  request cannot help. Messages name the kind of address, never a resolved one;
+- 503 `source_unavailable` (Retry-After): the connection was refused or broke, or the origin
+  answered 5xx or 429: the origin is down or busy, and the same request may work later;
 - 504 `source_timeout`: the deadline passed (a slow or stalled source: worth a retry).
 """
 
@@ -43,7 +44,14 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from server.errors import InvalidUrl, SourceFetchFailed, SourceForbidden, SourceTimeout, TooLarge
+from server.errors import (
+    InvalidUrl,
+    SourceFetchFailed,
+    SourceForbidden,
+    SourceTimeout,
+    SourceUnavailable,
+    TooLarge,
+)
 from server.origins import HOST_NAME, SourceOrigin, canonical_host, ip_literal, refusal
 
 MAX_URL_LENGTH = 2048
@@ -89,13 +97,13 @@ async def fetch(url: str, policy: FetchPolicy) -> tuple[bytes, str | None]:
             raise SourceForbidden(f"{exc.host} resolves to {resolver.refused}") from exc
         if isinstance(exc.os_error, socket.gaierror):
             raise SourceFetchFailed(f"{exc.host} does not resolve") from exc
-        raise SourceFetchFailed(f"could not connect to {exc.host}:{exc.port}") from exc
+        raise SourceUnavailable(f"could not connect to {exc.host}:{exc.port}") from exc
     except aiohttp.InvalidURL as exc:
         raise InvalidUrl("url is not a valid http(s) URL") from exc
     except aiohttp.ClientPayloadError as exc:
         raise SourceFetchFailed("source body was cut short or malformed") from exc
     except aiohttp.ClientError as exc:
-        raise SourceFetchFailed("connection to source failed") from exc
+        raise SourceUnavailable("connection to source failed") from exc
     finally:
         await resolver.close()
 
@@ -216,6 +224,9 @@ async def _follow(
                     raise InvalidUrl("source redirects to an invalid URL") from exc
                 url = _check_parsed(next_url, policy, "redirect target")
                 continue
+            if response.status >= 500 or response.status == 429:
+                # The origin is down or busy: the same request may work later.
+                raise SourceUnavailable(f"source answered HTTP {response.status}")
             if not 200 <= response.status < 300:
                 raise SourceFetchFailed(f"source answered HTTP {response.status}")
             body = await _read_capped(response, policy.max_bytes, progress)

@@ -88,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
             self.redirect(query["loc"][0], cookie=True)
         elif path == "/no-location":
             self.reply(302, b"", None)
+        elif path.startswith("/status/"):
+            self.reply(int(path.rsplit("/", 1)[1]), b"busy", "text/plain")
         elif path == "/slow":
             self.server.release.wait(timeout=30)
             self.reply(200, PHOTO, "image/jpeg")
@@ -316,9 +318,11 @@ def test_a_body_exactly_at_the_cap_is_fetched(origin: Origin) -> None:
     assert asyncio.run(fetch(f"{origin.url}/close?n={CAP}", policy)) == (b"x" * CAP, None)
 
 
-def test_a_body_longer_than_its_content_length_is_422(origin: Origin) -> None:
+def test_a_body_longer_than_its_content_length_is_a_broken_connection_503(origin: Origin) -> None:
+    # aiohttp sees the extra bytes as the server dropping the connection, which is what a
+    # transient failure looks like too: worth a retry, so 503 with Retry-After.
     error = refused(f"{origin.url}/lying", FetchPolicy(max_bytes=CAP, allow_private=True))
-    assert (error.status, error.code) == (422, "source_fetch_failed")
+    assert (error.status, error.code, error.retry_after) == (503, "source_unavailable", 5)
 
 
 @pytest.mark.parametrize("hops", [1, 2, 3])
@@ -335,6 +339,13 @@ def test_a_fourth_redirect_is_422(origin: Origin) -> None:
 def test_a_redirect_without_location_is_422(origin: Origin) -> None:
     error = refused(f"{origin.url}/no-location", OPEN)
     assert (error.status, error.code) == (422, "source_fetch_failed")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_an_origin_that_is_down_or_busy_is_503_with_retry_after(origin: Origin, status: int) -> None:
+    error = refused(f"{origin.url}/status/{status}", OPEN)
+    assert (error.status, error.code, error.param) == (503, "source_unavailable", "url")
+    assert error.retry_after == 5 and str(status) in error.message
 
 
 def test_an_origin_404_is_422_naming_the_status(origin: Origin) -> None:
@@ -401,12 +412,13 @@ def test_a_dripping_source_url_upload_is_504_at_the_deadline_and_stores_nothing(
     assert client.get("/v1/assets", headers=AUTH).json()["items"] == []
 
 
-def test_a_closed_port_is_422(listener: Listener) -> None:
+def test_a_closed_port_is_503_with_retry_after(listener: Listener) -> None:
     port = listener.port
     for sock in listener.sockets:
         sock.close()
     error = refused(f"http://127.0.0.1:{port}/", OPEN)
-    assert (error.status, error.code) == (422, "source_fetch_failed")
+    assert (error.status, error.code, error.param) == (503, "source_unavailable", "url")
+    assert error.retry_after == 5
 
 
 # -- SSRF: refused, and never connected to -----------------------------------------------------
