@@ -48,9 +48,8 @@ def _parse(value: object, path: str, text: bool = False) -> Ref:
         keys = [k for k in ("url", "base64", "id") if k in value]
         extra = sorted(set(value) - {"url", "base64", "id"})
         if extra:
-            raise InvalidParam(
-                f"{path}.{extra[0]}", f"unknown field; {path} takes url, base64 or id"
-            )
+            where = f"{path}.{extra[0]}"
+            raise InvalidParam(where, f"unknown field {where}; {path} takes url, base64 or id")
         if len(keys) != 1:
             raise InvalidParam(path, f"{path} needs exactly one of url, base64 or id")
         raw = value[keys[0]]

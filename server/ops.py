@@ -260,7 +260,7 @@ def _resize(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[S
     width, height = _side(p, "width", limits, path), _side(p, "height", limits, path)
     if width is None and height is None:
         where = _at(path, "width")
-        raise InvalidParam(where, "resize needs width or height (or both)")
+        raise InvalidParam(where, f"resize needs {where} or {_at(path, 'height')} (or both)")
     if width is not None and height is not None and width * height > limits.max_pixels:
         where = _at(path, "width")
         raise InvalidParam(where, f"width x height must be at most {limits.max_pixels} pixels")

@@ -110,7 +110,7 @@ def _process_plan(
     rt: Runtime, fields: dict[str, Any], steps: list[tuple[str, dict[str, Any]]]
 ) -> Plan:
     sized = [k for k in ("width", "height") if k in fields]
-    if steps and sized:
+    if "ops" in fields and sized:
         raise InvalidParam(sized[0], f"{sized[0]} with ops: put the size in a resize step")
     if sized:  # seed 002's table form: input + width/height, no ops
         steps = [("resize", {k: fields[k] for k in sized})]
