@@ -485,7 +485,7 @@ def test_binary_output_by_return_or_accept(client: TestClient) -> None:
 
 
 def test_multipart_takes_form_fields_and_ops_as_json_text(client: TestClient) -> None:
-    ops = '[{"op": "resize", "params": {"width": 90}}, {"op": "convert", "params": {"format": "png"}}]'
+    ops = '[{"op": "resize", "params": {"width": 90}}, {"op": "convert", "params": {"format": "png"}}]'  # noqa: E501
     r = client.post(
         "/v1/image/process",
         files={"image": ("p.jpg", PHOTO, "image/jpeg")},

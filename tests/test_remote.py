@@ -342,7 +342,9 @@ def test_a_redirect_without_location_is_422(origin: Origin) -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
-def test_an_origin_that_is_down_or_busy_is_503_with_retry_after(origin: Origin, status: int) -> None:
+def test_an_origin_that_is_down_or_busy_is_503_with_retry_after(
+    origin: Origin, status: int
+) -> None:
     error = refused(f"{origin.url}/status/{status}", OPEN)
     assert (error.status, error.code, error.param) == (503, "source_unavailable", "url")
     assert error.retry_after == 5 and str(status) in error.message
