@@ -7,10 +7,46 @@ The byte limit is checked where the bytes first appear (decoded base64, the fetc
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 from server import assets, remote, variants
 from server.errors import ImgcdnError, TooLarge
 from server.imagerefs import Ref, check_id, rename
 from server.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """An input known by its content hash; the bytes are read only if a render needs them."""
+
+    sha256: bytes
+    read: Callable[[], Awaitable[bytes]]
+
+
+async def identify(rt: Runtime, ref: Ref, prefix: str) -> Input:
+    """The input's content hash. A stored asset's is its etag (the sha256 of its bytes), so
+    a request whose result exists reads no source byte; other inputs are in hand or fetched."""
+    if ref.kind == "id":
+        try:
+            meta = await assets.get_meta(rt, check_id(ref, prefix))
+        except ImgcdnError as exc:
+            raise rename(exc, ref) from exc.__cause__
+
+        async def read() -> bytes:
+            try:
+                return await variants.read_source(rt, meta)
+            except ImgcdnError as exc:
+                raise rename(exc, ref) from exc.__cause__
+
+        return Input(bytes.fromhex(meta.etag), read)
+    data = await load(rt, ref, prefix)
+
+    async def given() -> bytes:
+        return data
+
+    return Input(hashlib.sha256(data).digest(), given)
 
 
 async def load(rt: Runtime, ref: Ref, prefix: str) -> bytes:

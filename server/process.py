@@ -35,26 +35,24 @@ class Outcome:
     body: bytes | None = None  # the bytes, when this request rendered them
 
 
-def result_id(source: bytes, plan: Plan, marks: dict[int, bytes]) -> str:
+def result_id(source_sha256: bytes, plan: Plan, marks: dict[int, bytes]) -> str:
     """A stable id for (input bytes, effective work): url-safe, 32 characters."""
     fmt: Format | str = plan.fmt or "source"
-    hashes = {i: hashlib.sha256(m).hexdigest() for i, m in marks.items()}
+    hashes = {i: m.hex() for i, m in marks.items()}
     digest = hashlib.sha256(
-        b"imgcdn-result-1\0"
-        + hashlib.sha256(source).digest()
-        + plan.canonical(fmt, hashes).encode()  # type: ignore[arg-type]  # "source" stands in
+        b"imgcdn-result-1\0" + source_sha256 + plan.canonical(fmt, hashes).encode()  # type: ignore[arg-type]  # "source" stands in
     ).digest()
     return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
 async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str) -> Outcome:
-    """Load the input (and watermark images), then reuse or render the result."""
-    source = await inputs.load(rt, ref, prefix)
-    marks: dict[int, bytes] = {}
+    """Identify the input (and watermark images), then reuse or render the result."""
+    source = await inputs.identify(rt, ref, prefix)
+    marks: dict[int, inputs.Input] = {}
     for index, stage in enumerate(plan.stages):
         if stage.mark is not None:
-            marks[index] = await inputs.load(rt, stage.mark, prefix)
-    rid = result_id(source, plan, marks)
+            marks[index] = await inputs.identify(rt, stage.mark, prefix)
+    rid = result_id(source.sha256, plan, {i: m.sha256 for i, m in marks.items()})
     found = await results.lookup(rt, rid)
     if found is not None:
         metrics.result("reused")
@@ -63,7 +61,9 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str) -> Outcome:
     rendered: list[bytes] = []
 
     async def work() -> results.Result:
-        fmt, body, width, height = await _render(rt, source, plan, marks)
+        data = await source.read()
+        mark_bytes = {i: await m.read() for i, m in marks.items()}
+        fmt, body, width, height = await _render(rt, data, plan, mark_bytes)
         rendered.append(body)
         return await results.save(rt, rid, fmt, body, width, height)
 
