@@ -89,7 +89,9 @@ def own_id(caller: auth.Caller, raw: str, param: str) -> str:
     except InvalidId as exc:
         raise InvalidId(f"{param}: {exc.message}", param=param) from None
     if not asset_id.startswith(caller.prefix):
-        raise AssetNotFound(asset_id)
+        missing = AssetNotFound(asset_id)
+        missing.param = param
+        raise missing
     return asset_id
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import auth, idempotency
+from server import assets, auth, idempotency
 from server.errors import AssetNotFound, ImgcdnError, InvalidParam, TransformationExists
 from server.json import NO_STORE, json_response
 from server.names import TEMPLATE_NAME
@@ -91,6 +91,7 @@ async def _url(request: Request, schema: Obj, endpoint: str) -> Response:
 
     async def run() -> Response:
         try:
+            await assets.get_meta(rt, asset_id)  # the image is the first thing to be missing
             template = NO_TEMPLATE if name == "_" else await rt.templates.get(name, rt.limits)
             made = await ready_url(rt, base, asset_id, template, params, fields.get("expires_in_s"))
         except ImgcdnError as exc:
