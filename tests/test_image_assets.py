@@ -17,11 +17,16 @@ import pytest
 import pyvips
 from conftest import AUTH, IMAGES, decode, wait_until
 from conftest import error_body as error
+from doc_examples import run_examples, section
 from starlette.testclient import TestClient
 
 from server import auth
+from server.errors import AssetNotFound, InvalidId
+from server.routes.image_assets import own_id, upload_id
+from server.transforms import TRANSFORM, from_params, to_params
 
 KEY = "image-assets-signing-key-0123456789abcdef"
+DOCS = IMAGES.parent.parent / "docs" / "processing-assets.md"
 PHOTO = (IMAGES / "photo.jpg").read_bytes()  # 800x600
 ALPHA = (IMAGES / "alpha.png").read_bytes()  # 300x203
 IMAGE_ASSET = {"id", "url", "mime", "width", "height", "bytes", "etag", "created_at"}
@@ -480,9 +485,6 @@ def test_the_transformation_list_reads_every_template_back_as_a_transform(client
 
 
 def test_own_id_keeps_a_caller_inside_its_prefix():
-    from server.errors import AssetNotFound, InvalidId
-    from server.routes.image_assets import own_id
-
     team = auth.Caller(key_id="k1", prefix="team-a/")
     assert own_id(team, "team-a/x.jpg", "id") == "team-a/x.jpg"
     with pytest.raises(AssetNotFound):
@@ -496,8 +498,6 @@ def test_own_id_keeps_a_caller_inside_its_prefix():
 
 
 def test_upload_id_puts_the_content_hash_under_the_callers_prefix():
-    from server.routes.image_assets import upload_id
-
     team = auth.Caller(key_id="k1", prefix="team-a/")
     assert upload_id(team, ALPHA) == content_id(ALPHA, "png", "team-a/")
 
@@ -532,3 +532,59 @@ def test_the_seed_walkthrough_asset_steps_answer_as_the_seed_expects(client):
     assert r.status_code == 200 and set(r.json()) == {"items", "next_cursor"}
     r = client.delete("/v1/image/delete/ID", headers=AUTH)
     assert (r.status_code, r.json()) == (200, {"ok": True})
+
+
+def test_the_examples_in_the_docs_run_and_print_what_they_show(tmp_path):
+    examples = section(DOCS.read_text(encoding="utf-8"), "### Examples")
+    assert run_examples(examples, tmp_path) >= 15
+
+
+def test_a_transform_maps_onto_url_params_and_back():
+    sent = {
+        "width": 300,
+        "height": 200.0,
+        "fit": "contain",
+        "format": "jpg",
+        "quality": 75,
+        "crop": "10,20,400,300",
+        "gravity": "southwest",
+        "dpr": 1.5,
+        "blur": 0.5,
+        "sharpen": 1,
+        "rotate": -90,
+        "flip": "both",
+        "background": "#FFAA00",
+        "template": "card",
+    }
+    name, params = to_params(TRANSFORM.check(sent, "transform"))
+    assert name == "card"
+    assert params == {
+        "w": "300",
+        "h": "200",
+        "fit": "contain",
+        "fmt": "jpeg",
+        "q": "75",
+        "crop": "10,20,400,300",
+        "g": "sw",
+        "dpr": "1.5",
+        "blur": "0.5",
+        "sharpen": "1",
+        "rot": "-90",
+        "flip": "hv",
+        "bg": "ffaa00",
+    }
+    assert from_params(params) == {
+        "width": 300,
+        "height": 200,
+        "fit": "contain",
+        "format": "jpeg",
+        "quality": 75,
+        "crop": {"x": 10, "y": 20, "width": 400, "height": 300},
+        "gravity": "sw",
+        "dpr": 1.5,
+        "blur": 0.5,
+        "sharpen": 1,
+        "rotate": -90,
+        "flip": "hv",
+        "background": "ffaa00",
+    }
