@@ -87,7 +87,8 @@ def own_id(caller: auth.Caller, raw: str, param: str) -> str:
     try:
         asset_id = validate_id(raw)
     except InvalidId as exc:
-        raise InvalidId(f"{param}: {exc.message}", param=param) from None
+        said = exc.message if param == "id" else f"{param}: {exc.message}"  # "id must ..."
+        raise InvalidId(said, param=param) from None
     if not asset_id.startswith(caller.prefix):
         missing = AssetNotFound(asset_id)
         missing.param = param
