@@ -25,7 +25,16 @@ from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
 from server.json import error_response
 from server.ops import OPS
-from server.routes import assets, delivery, health, processing, templates, urls
+from server.routes import (
+    assets,
+    delivery,
+    health,
+    image_assets,
+    image_urls,
+    processing,
+    templates,
+    urls,
+)
 from server.routes.metrics import get_metrics
 from server.runtime import Runtime
 from server.settings import Settings
@@ -78,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/templates/{name}", templates.delete_template, methods=["DELETE"]),
         Route("/v1/urls", urls.post_urls, methods=["POST"]),
         Route("/v1/purge", urls.post_purge, methods=["POST"]),
+        *image_asset_routes(),
         *processing_routes(),
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
@@ -113,6 +123,30 @@ def processing_routes() -> list[BaseRoute]:
         for path in later
     ]
     return routes
+
+
+def image_asset_routes() -> list[BaseRoute]:
+    """SPEC §6 "Assets and URLs" under seed 002's paths. Before processing_routes(): none of
+    these paths is an op name today, and listing them first keeps it so if one ever is."""
+    prefix = "/v1/image"
+    return [
+        Route(f"{prefix}/upload", image_assets.upload, methods=["POST"]),
+        Route(f"{prefix}/get/{{id:anypath}}", image_assets.get_image, methods=["GET", "HEAD"]),
+        Route(f"{prefix}/list", image_assets.list_images, methods=["GET", "HEAD"]),
+        Route(f"{prefix}/delete/{{id:anypath}}", image_assets.delete_image, methods=["DELETE"]),
+        Route(f"{prefix}/deliver_url", image_urls.deliver_url, methods=["POST"]),
+        Route(f"{prefix}/signed_url", image_urls.signed_url, methods=["POST"]),
+        Route(
+            f"{prefix}/transformation/create",
+            image_urls.create_transformation,
+            methods=["POST"],
+        ),
+        Route(
+            f"{prefix}/transformation/list",
+            image_urls.list_transformations,
+            methods=["GET", "HEAD"],
+        ),
+    ]
 
 
 def create_app_from_env() -> Starlette:

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from server.errors import AssetNotFound, StorageUnavailable
 from server.imaging.inspect import SourceInfo, check_decodes, probe
 from server.imaging.vips import Cancel
+from server.names import validate_id
 from server.runtime import Runtime
 from server.storage.base import AssetMeta
 
@@ -84,6 +85,21 @@ async def get_meta_or_stale(rt: Runtime, asset_id: str) -> tuple[AssetMeta, bool
         if last is None:
             raise
         return last, True
+
+
+def content_id(prefix: str, data: bytes, ext: str) -> str:
+    """The id the server picks for an upload: <prefix><content hash>.<ext>. The same bytes
+    under the same prefix are one asset, and no client-chosen name reaches storage."""
+    return validate_id(f"{prefix}{hashlib.sha256(data).hexdigest()[:32]}.{ext}")
+
+
+async def page(
+    rt: Runtime, prefix: str, after: str | None, limit: int
+) -> tuple[list[AssetMeta], str | None]:
+    """Up to `limit` assets under `prefix` after id `after`, and the id to continue after
+    when there are more (None at the end)."""
+    found = await rt.storage.list_assets(prefix, after, limit + 1)
+    return found[:limit], (found[limit - 1].id if len(found) > limit else None)
 
 
 def public_json(meta: AssetMeta, base_url: str) -> dict[str, object]:

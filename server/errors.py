@@ -198,3 +198,17 @@ class SourceUnavailable(ImgcdnError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, param="url")
+
+
+class TransformationExists(ImgcdnError):
+    """POST /v1/image/transformation/create of a name in use: creating never replaces a
+    template live URLs render with (the admin API's PUT does that, on purpose)."""
+
+    status, code, report = 409, "transformation_exists", False
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"a transformation (template) named {name!r} exists: pick another name, or "
+            f"change it with PUT /v1/templates/{name}",
+            param="name",
+        )

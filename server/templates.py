@@ -266,6 +266,14 @@ class TemplateRegistry:
         self._last[name] = template
         return template, previous is None
 
+    async def create(self, name: str, body: Any, limits: Limits) -> Template | None:
+        """put() for a name not in use; None (nothing stored) when it is. Checked in storage,
+        not this process's cache, which may not have seen another worker's change yet."""
+        if await self.storage.get_doc(KIND, name) is not None:
+            return None
+        template, _created = await self.put(name, body, limits)
+        return template
+
     async def delete(self, name: str) -> bool:
         self._cache.pop(name, None)
         self._last.pop(name, None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from typing import Any
 
 from starlette.requests import Request
@@ -59,8 +58,7 @@ async def post_asset(request: Request) -> Response:
         data = received
     if not isinstance(prefix, str) or (prefix and not prefix.endswith("/")):
         raise BadRequest("prefix is a folder ending in '/'", param="prefix")
-    kind = sniff(data)
-    asset_id = validate_id(f"{prefix}{hashlib.sha256(data).hexdigest()[:32]}.{EXTENSION[kind]}")
+    asset_id = assets.content_id(prefix, data, EXTENSION[sniff(data)])
     meta, created = await assets.put_asset(rt, asset_id, data)
     return json_response(
         assets.public_json(meta, str(request.base_url)),
@@ -105,10 +103,10 @@ async def list_assets(request: Request) -> Response:
     prefix = request.query_params.get("prefix", "")
     limit = page_limit(request)
     after = decode_cursor(request.query_params.get("cursor"))
-    found = await rt.storage.list_assets(prefix, after, limit + 1)
+    found, last = await assets.page(rt, prefix, after, limit)
     base = str(request.base_url)
-    items = [assets.public_json(m, base) for m in found[:limit]]
-    cursor = encode_cursor(found[limit - 1].id) if len(found) > limit else None
+    items = [assets.public_json(m, base) for m in found]
+    cursor = encode_cursor(last) if last is not None else None
     return json_response(
         {"items": items, "next_cursor": cursor}, headers={"Cache-Control": NO_STORE}
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +14,10 @@ from server.names import validate_id, validate_template_name
 from server.routes.admin import authorize, read_json
 from server.runtime import Runtime
 from server.spec import parse_params
+from server.storage.base import AssetMeta
 from server.templates import NO_TEMPLATE, Template, scalar
+
+MAX_EXPIRES_IN_S = 366 * 86400  # a year, leap or not
 
 
 async def post_urls(request: Request) -> Response:
@@ -28,6 +31,26 @@ async def post_urls(request: Request) -> Response:
     name = validate_template_name(body.get("template") or "_")
     template = NO_TEMPLATE if name == "_" else await rt.templates.get(name, rt.limits)
     params = _url_params(body.get("params"))
+    base = str(request.base_url).rstrip("/")
+    answer = await ready_url(
+        rt, base, asset_id, template, params, body.get("expires_in_s"), body.get("widths")
+    )
+    return json_response(answer, headers={"Cache-Control": NO_STORE})
+
+
+async def ready_url(
+    rt: Runtime,
+    base: str,
+    asset_id: str,
+    template: Template,
+    params: dict[str, str],
+    expires_in_s: object = None,
+    widths: object = None,
+) -> dict[str, Any]:
+    """`{"url", "expires_at"}` (and `"srcset"` for `widths`) for an asset through a template:
+    versioned with the asset's etag, checked by the delivery parser, signed when the server
+    has keys. POST /v1/urls and the processing API's deliver_url / signed_url both call it.
+    Errors name URL params (`w`) and `expires_in_s`, `widths`, `template`."""
     meta = await assets.get_meta(rt, asset_id)
     keys = rt.settings.signing_keys
     if keys or template is NO_TEMPLATE or "v" in template.allow:
@@ -35,19 +58,20 @@ async def post_urls(request: Request) -> Response:
     parse_params({**template.params, **params}, rt.limits)  # 400 naming a bad parameter
     if not keys:
         _check_unsigned_works(rt, template, params)
-    expires_in_s = body.get("expires_in_s")
     if expires_in_s is not None:
-        if not _whole(expires_in_s) or not 1 <= expires_in_s <= 366 * 86400:
-            raise BadRequest("expires_in_s is whole seconds, 1..31622400", param="expires_in_s")
-        if not rt.settings.signing_keys:
+        if not _whole(expires_in_s) or not 1 <= expires_in_s <= MAX_EXPIRES_IN_S:
+            raise BadRequest(
+                f"expires_in_s is whole seconds, 1..{MAX_EXPIRES_IN_S}", param="expires_in_s"
+            )
+        if not keys:
             raise BadRequest(
                 "expiring URLs need IMGCDN_SIGNING_KEYS (an unsigned exp is not enforced)",
                 param="expires_in_s",
             )
-    base = str(request.base_url).rstrip("/")
-    url, expires_at = urls.finish(urls.delivery_path(name, asset_id, params), keys, expires_in_s)
+    expires = expires_in_s if isinstance(expires_in_s, int) else None
+    name = template.name
+    url, expires_at = urls.finish(urls.delivery_path(name, asset_id, params), keys, expires)
     answer: dict[str, Any] = {"url": base + url, "expires_at": expires_at}
-    widths = body.get("widths")
     if widths is not None:
         if (
             not isinstance(widths, list)
@@ -58,10 +82,10 @@ async def post_urls(request: Request) -> Response:
         entries = []
         for width in sorted(set(widths)):
             sized = {**params, "w": str(width)}
-            one, _ = urls.finish(urls.delivery_path(name, asset_id, sized), keys, expires_in_s)
+            one, _ = urls.finish(urls.delivery_path(name, asset_id, sized), keys, expires)
             entries.append(f"{base}{one} {width}w")
         answer["srcset"] = ", ".join(entries)
-    return json_response(answer, headers={"Cache-Control": NO_STORE})
+    return answer
 
 
 async def post_purge(request: Request) -> Response:
@@ -83,7 +107,15 @@ async def post_purge(request: Request) -> Response:
     return json_response(answer, headers={"Cache-Control": NO_STORE})
 
 
-def _whole(value: Any) -> bool:
+def asset_url(rt: Runtime, base: str, meta: AssetMeta) -> str:
+    """An asset's plain delivery URL, as ready_url writes one with no params: versioned, and
+    signed when the server has keys, so it works under either unsigned policy."""
+    path = urls.delivery_path("_", meta.id, {"v": meta.etag[:16]})
+    url, _ = urls.finish(path, rt.settings.signing_keys, None)
+    return base + url
+
+
+def _whole(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
 
 
