@@ -13,6 +13,7 @@ from server.json import NO_STORE, json_response
 from server.names import validate_id, validate_template_name
 from server.routes.admin import authorize, read_json
 from server.runtime import Runtime
+from server.shapes import PURGE, URLS
 from server.spec import parse_params
 from server.templates import NO_TEMPLATE, Template, scalar
 
@@ -21,9 +22,7 @@ async def post_urls(request: Request) -> Response:
     """A ready delivery URL (versioned with the asset's etag, signed when keys exist), and a
     srcset when `widths` is given."""
     rt = authorize(request)
-    body = await read_json(request, 64 * 1024)
-    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
-        raise BadRequest('expected {"id": ..., "template"?, "params"?, ...}', param="id")
+    body = _checked(await read_json(request, 64 * 1024))
     asset_id = validate_id(body["id"])
     name = validate_template_name(body.get("template") or "_")
     template = NO_TEMPLATE if name == "_" else await rt.templates.get(name, rt.limits)
@@ -36,25 +35,19 @@ async def post_urls(request: Request) -> Response:
     if not keys:
         _check_unsigned_works(rt, template, params)
     expires_in_s = body.get("expires_in_s")
-    if expires_in_s is not None:
-        if not _whole(expires_in_s) or not 1 <= expires_in_s <= 366 * 86400:
-            raise BadRequest("expires_in_s is whole seconds, 1..31622400", param="expires_in_s")
-        if not rt.settings.signing_keys:
-            raise BadRequest(
-                "expiring URLs need IMGCDN_SIGNING_KEYS (an unsigned exp is not enforced)",
-                param="expires_in_s",
-            )
+    if expires_in_s is not None and not rt.settings.signing_keys:
+        raise BadRequest(
+            "expiring URLs need IMGCDN_SIGNING_KEYS (an unsigned exp is not enforced)",
+            param="expires_in_s",
+        )
     base = str(request.base_url).rstrip("/")
     url, expires_at = urls.finish(urls.delivery_path(name, asset_id, params), keys, expires_in_s)
     answer: dict[str, Any] = {"url": base + url, "expires_at": expires_at}
     widths = body.get("widths")
     if widths is not None:
-        if (
-            not isinstance(widths, list)
-            or not widths
-            or not all(_whole(w) and 1 <= w <= rt.settings.max_output_side for w in widths)
-        ):
-            raise BadRequest("widths is a list of integers in 1..max output side", param="widths")
+        side = rt.settings.max_output_side
+        if not all(w <= side for w in widths):  # the shape is URLS's; this server's limit:
+            raise BadRequest(f"widths must be integers in 1..{side}", param="widths")
         entries = []
         for width in sorted(set(widths)):
             sized = {**params, "w": str(width)}
@@ -65,16 +58,17 @@ async def post_urls(request: Request) -> Response:
 
 
 async def post_purge(request: Request) -> Response:
+    """Drop the cached variants of one asset or one template, here and at the edges."""
     rt = authorize(request)
-    body = await read_json(request, 4096)
-    if not isinstance(body, dict) or len(body) != 1 or not ({"id", "template"} & set(body)):
+    body = PURGE.check(await read_json(request, 4096), "")
+    if len(body) != 1:
         raise BadRequest('expected {"id": ...} or {"template": ...}', param="body")
     if "id" in body:
-        asset_id = validate_id(str(body["id"]))
+        asset_id = validate_id(body["id"])
         purged = await variants.purge(rt, asset_id=asset_id)
         tag = edge.asset_tag(asset_id)
     else:
-        name = validate_template_name(str(body["template"]))
+        name = validate_template_name(body["template"])
         purged = await variants.purge(rt, template=name)
         tag = edge.template_tag(name)
     answer = {"purged": purged}
@@ -83,8 +77,14 @@ async def post_purge(request: Request) -> Response:
     return json_response(answer, headers={"Cache-Control": NO_STORE})
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
+def _checked(raw: Any) -> dict[str, Any]:
+    try:
+        return URLS.check(raw, "")
+    except InvalidParam as exc:
+        # The param stays `widths` as it always was (the message names the item's index).
+        if exc.param is not None and exc.param.startswith("widths["):
+            exc.param = "widths"
+        raise
 
 
 def _check_unsigned_works(rt: Runtime, template: Template, params: dict[str, str]) -> None:
