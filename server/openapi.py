@@ -125,9 +125,11 @@ def document(
         if op is None:
             raise LookupError(f"{method} {path} is routed but has no Operation in the catalog")
         paths.setdefault(openapi_path(path), {})[method.lower()] = _operation(op, shared)
+    tags = list(dict.fromkeys(op.tag for op in table.values()))  # the table's order
     return {
         "openapi": "3.1.0",
         "info": dict(info),
+        "tags": [{"name": tag} for tag in tags],
         "paths": paths,
         "components": {
             "schemas": {"Error": _ERROR, **shared.schemas},

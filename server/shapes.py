@@ -70,9 +70,10 @@ TEMPLATE = Obj(
 )
 ASSET_JSON = Obj(
     {
-        "url": Text(8192, "fetch the image from here (http(s), SSRF-safe)"),
-        "base64": Text(70_000_000, "the image, base64 or a data: URL"),
-        "prefix": Text(1024, "a folder ending in '/' for the picked id"),
+        # min_length 0: an empty one is "give exactly one of url or base64" (param body)
+        "url": Text(8192, "fetch the image from here (http(s), SSRF-safe)", min_length=0),
+        "base64": Text(70_000_000, "the image, base64 or a data: URL", min_length=0),
+        "prefix": Text(1024, "a folder ending in '/' for the picked id", min_length=0),
     },
     description="Exactly one of url or base64",
     title="AssetSource",

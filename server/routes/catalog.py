@@ -83,7 +83,10 @@ def _processing() -> list[Operation]:
             errors=PROCESSING_ERRORS,
             example={
                 "image": TINY_PNG,
-                "ops": [{"op": "resize", "params": {"width": 1}}, {"op": "flip", "params": {}}],
+                "ops": [
+                    {"op": "resize", "params": {"width": 1}},
+                    {"op": "flip", "params": {"direction": "h"}},
+                ],
                 "format": "webp",
             },
         )
