@@ -80,18 +80,27 @@ def openapi_path(route_path: str) -> str:
 
 
 class Components:
-    """Schemas by title: each titled Obj is written once and referenced everywhere."""
+    """Schemas by title: each titled Obj is written once and referenced everywhere.
+    `refined` documents a titled Obj as one of several finer ones: a `process` step, which
+    the handler checks as {op, params} and then params by the op's own Obj, is one of the
+    ops' steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, refined: Mapping[str, tuple[Obj, ...]]) -> None:
         self.schemas: dict[str, Schema] = {}
+        self.refined = refined
 
     def schema(self, rule: Field) -> Schema:
         if isinstance(rule, Obj):
-            if rule.title is not None:
-                if rule.title not in self.schemas:
-                    self.schemas[rule.title] = {}  # reserved first: a recursive Obj ends here
-                    self.schemas[rule.title] = self._object(rule)
-                return {"$ref": f"#/components/schemas/{rule.title}"}
+            title = rule.title
+            if title is not None:
+                if title not in self.schemas:
+                    self.schemas[title] = {}  # reserved first: a recursive Obj ends here
+                    if title in self.refined:
+                        variants = [self.schema(v) for v in self.refined[title]]
+                        self.schemas[title] = rule._described({"oneOf": variants})
+                    else:
+                        self.schemas[title] = self._object(rule)
+                return {"$ref": f"#/components/schemas/{title}"}
             return self._object(rule)
         if isinstance(rule, Array):
             return {**rule.schema(), "items": self.schema(rule.item)}
@@ -114,11 +123,12 @@ def document(
     routes: Iterable[tuple[str, str]],
     operations: Iterable[Operation],
     info: Mapping[str, Any],
+    refined: Mapping[str, tuple[Obj, ...]],
 ) -> dict[str, Any]:
     """The document for `routes` ((METHOD, route path) pairs as routed), each described by
     its Operation. A routed pair with no Operation raises: nothing routed goes undescribed."""
     table = {(op.method.upper(), op.path): op for op in operations}
-    shared = Components()
+    shared = Components(refined)
     paths: dict[str, dict[str, Any]] = {}
     for method, path in routes:
         op = table.get((method, path))

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import error_body as error
 from playwright.sync_api import sync_playwright
+from test_server import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -66,9 +67,19 @@ def test_the_document_is_public_and_revalidates(client):
     )
 
 
-def test_docs_renders_the_operations_in_headless_chromium_with_no_outside_request(
-    live_server: str, tmp_path: Path
-):
+def test_docs_renders_the_operations_in_headless_chromium_with_no_outside_request(tmp_path):
+    with serving(tmp_path) as served:
+        requested, problems = render_docs(served.base, tmp_path / "docs.png")
+
+    assert (tmp_path / "docs.png").stat().st_size > 10_000
+    hosts = {urlsplit(url).hostname for url in requested if not url.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, requested
+    assert f"{served.base}/v1/openapi.json" in requested
+    assert problems == []
+
+
+def render_docs(base: str, screenshot: Path) -> tuple[list[str], list[str]]:
+    """Open /docs in Chromium: every URL the page requested, and every error it logged."""
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium"
     requested: list[str] = []
     problems: list[str] = []
@@ -82,18 +93,13 @@ def test_docs_renders_the_operations_in_headless_chromium_with_no_outside_reques
                 "console",
                 lambda msg: problems.append(msg.text) if msg.type == "error" else None,
             )
-            page.goto(f"{live_server}/docs")
+            page.goto(f"{base}/docs")
             # Swagger UI renders after it fetched and parsed the document: wait for it.
             page.get_by_text("/v1/image/resize", exact=True).first.wait_for(timeout=30_000)
             page.get_by_text("/v1/image/process", exact=True).first.wait_for(timeout=30_000)
             assert page.get_by_text("/t/{template}/{id}", exact=True).first.is_visible()
             assert page.get_by_text("/v1/urls", exact=True).first.is_visible()
-            page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
+            page.screenshot(path=str(screenshot))
         finally:
             browser.close()
-
-    assert (tmp_path / "docs.png").stat().st_size > 10_000
-    hosts = {urlsplit(url).hostname for url in requested if not url.startswith("data:")}
-    assert hosts == {"127.0.0.1"}, requested
-    assert f"{live_server}/v1/openapi.json" in requested
-    assert problems == []
+    return requested, problems

@@ -135,10 +135,27 @@ def test_every_v1_route_of_the_app_is_in_the_document_and_nothing_else(client, d
 
 
 def test_the_ops_enum_and_the_op_endpoints_are_ops_OPS(doc):
-    step = doc["components"]["schemas"]["Step"]
-    assert step["properties"]["op"]["enum"] == list(OPS)
+    steps = [resolve(doc, s) for s in doc["components"]["schemas"]["Step"]["oneOf"]]
+    assert [s["properties"]["op"]["enum"] for s in steps] == [[name] for name in OPS]
     for name in OPS:
         assert "post" in doc["paths"][f"/v1/image/{name}"]
+
+
+def step_params(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return resolve(doc, {"$ref": f"#/components/schemas/{name}_params"})
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_documented_param_of_a_process_step_is_known_and_no_other(photo, doc, name):
+    schema = step_params(doc, name)
+    required = {k: sample(doc, k, schema["properties"][k]) for k in schema.get("required", [])}
+    for param, field in [*schema["properties"].items(), ("undocumented", {"type": "integer"})]:
+        step = {"op": name, "params": {**required, param: sample(doc, param, field)}}
+        r = photo.post("/v1/image/process", json={"image": TINY_PNG, "ops": [step]}, headers=AUTH)
+        refused = r.status_code == 400 and "unknown field" in r.json()["error"]["message"]
+        assert refused == (param == "undocumented"), (param, r.text)
+        if refused:
+            assert r.json()["error"]["param"] == "ops[0].params.undocumented"
 
 
 def test_every_way_to_send_a_key_is_a_security_scheme(doc):

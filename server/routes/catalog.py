@@ -7,9 +7,12 @@ bodies from routes/processing.py BODIES, the objects its handlers validate with.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from server.openapi import Operation, Reply
-from server.ops import OPS
+from server.ops import OPS, STEP, STEP_PARAMS
 from server.routes.processing import BODIES, RETURN
+from server.schema import Choice, Obj
 from server.shapes import (
     ANY_OBJECT,
     ASSET,
@@ -343,5 +346,22 @@ def _delivery() -> list[Operation]:
     ]
 
 
+def _steps() -> tuple[Obj, ...]:
+    """Each op as a `process` step: {"op": name, "params": its params}, as check_step reads it."""
+    return tuple(
+        Obj(
+            {
+                "op": Choice((name,), op.summary),
+                "params": replace(STEP_PARAMS[name], title=f"{name}_params"),
+            },
+            frozenset({"op"}),
+            title=f"{name}_step",
+        )
+        for name, op in OPS.items()
+    )
+
+
+# Components documented as one of finer objects (see server/openapi.py Components).
+REFINED = {STEP.title or "Step": _steps()}
 OPERATIONS: tuple[Operation, ...] = (*_processing(), *_admin(), *_keys(), *_delivery())
 KEY_PATHS = frozenset(op.path for op in _keys())

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.errors import NotFound
 from server.openapi import document
-from server.routes.catalog import OPERATIONS
+from server.routes.catalog import OPERATIONS, REFINED
 
 DOC_ROOTS = ("/v1/",)  # every route under these is documented, and must be in the catalog
 DELIVERY = "/t/{template}/{id:anypath}"
@@ -60,7 +60,7 @@ def build(routes: list[BaseRoute]) -> dict[str, Any]:
         "description": "Image delivery, admin and processing APIs. Generated from the "
         "definitions the server validates with; rendered at /docs.",
     }
-    return document(documented_routes(routes), OPERATIONS, info)
+    return document(documented_routes(routes), OPERATIONS, info, REFINED)
 
 
 async def openapi_json(request: Request) -> Response:
