@@ -101,30 +101,26 @@ PURGE = Obj(
 
 # --- API keys (SPEC §6 "Keys"; routes/keys.py is the keys branch's) ----------------------
 
-_KEY_LIMITS: dict[str, Field] = {
-    "rate_per_s": Number(0.001, 1e6, "requests per second, sustained"),
+_KEY_FIELDS: dict[str, Field] = {
+    "name": Text(100, "what the key is for (printable)"),
+    "state": Choice(("active", "disabled")),
+    "rate_per_s": Number(0.001, 100_000, "requests per second, sustained"),
     "burst": Int(1, 1_000_000, "requests allowed at once above the rate"),
-    "daily_quota": Int(1, BIG, "requests per UTC day"),
+    "daily_quota": Int(1, 10**12, "requests per UTC day; null: no quota"),
     "expires_at": described(
-        {"type": ["string", "integer", "null"]}, "RFC 3339, or unix seconds; null: never"
+        {"type": ["string", "integer", "null"]},
+        "RFC 3339 with a zone, or unix seconds; null: never",
     ),
+    "scopes": Array(Choice(SCOPES), len(SCOPES), "what it may call (default all)", 1),
+    "prefix": described({"type": "string"}, "a folder ending in '/' its assets are confined to"),
 }
 KEY_CREATE = Obj(
-    {
-        "name": Text(200, "what the key is for"),
-        **_KEY_LIMITS,
-        "scopes": Array(Choice(SCOPES), len(SCOPES), "what it may call (default all)", 1),
-        "prefix": Text(1024, "confine its assets to ids under this prefix", min_length=0),
-    },
+    _KEY_FIELDS,
     frozenset({"name"}),
     "A new API key; the secret is answered once",
     title="KeyCreate",
 )
-KEY_PATCH = Obj(
-    {"state": Choice(("active", "disabled")), "name": KEY_CREATE.fields["name"], **_KEY_LIMITS},
-    description="Disable, re-enable, or change limits",
-    title="KeyPatch",
-)
+KEY_PATCH = Obj(_KEY_FIELDS, description="Disable, re-enable, or change limits", title="KeyPatch")
 
 # --- answers --------------------------------------------------------------------------------
 
@@ -210,19 +206,21 @@ PURGE_ANSWER = answer(
     purged=Int(0, BIG),
     edge_purged=Int(0, BIG, "nginx cache entries removed (IMGCDN_EDGE_PURGE_URLS)"),
 )
-KEY = Obj(
-    {
-        "id": _strings(""),
-        "name": _strings(""),
-        "state": Choice(("active", "disabled", "expired")),
-        "scopes": Array(Choice(SCOPES), len(SCOPES)),
-        "prefix": _strings(""),
-        **_KEY_LIMITS,
-        "created_at": described({"type": ["string", "integer"]}),
-    },
-    frozenset({"id", "name", "state"}),
+KEY = answer(
+    "Key",
     "An API key, without its secret",
-    title="Key",
+    ("id", "name", "state"),
+    id=_strings(""),
+    name=_strings(""),
+    state=Choice(("active", "disabled", "expired")),
+    rate_per_s=_KEY_FIELDS["rate_per_s"],
+    burst=_KEY_FIELDS["burst"],
+    daily_quota=_nullable("integer", "requests per UTC day"),
+    expires_at=_nullable("string", "RFC 3339"),
+    scopes=_KEY_FIELDS["scopes"],
+    prefix=_strings(""),
+    created_at=_strings("RFC 3339"),
+    last_used_at=_nullable("string", "RFC 3339"),
 )
 KEY_CREATED = Obj(
     {**KEY.fields, "key": _strings("the secret: shown this once, only its hash is stored")},

@@ -67,7 +67,7 @@ async def openapi_json(request: Request) -> Response:
     state = request.app.state
     cached: Asset | None = getattr(state, "openapi", None)
     if cached is None:  # the routes are fixed once the app is built: generate once
-        body = orjson.dumps(build(request.app.routes), option=orjson.OPT_INDENT_2)
+        body = orjson.dumps(build(request.app.routes))  # compact: half the indented size
         cached = state.openapi = _asset(body, "application/json")
     return _serve(request, cached, "no-cache")
 
