@@ -99,6 +99,9 @@ def render_docs(base: str, screenshot: Path) -> tuple[list[str], list[str]]:
             page.get_by_text("/v1/image/process", exact=True).first.wait_for(timeout=30_000)
             assert page.get_by_text("/t/{template}/{id}", exact=True).first.is_visible()
             assert page.get_by_text("/v1/urls", exact=True).first.is_visible()
+            # Opened, an operation shows its body and answers, drawn under the same CSP.
+            page.get_by_text("/v1/image/resize", exact=True).first.click()
+            page.get_by_text("Request body", exact=True).first.wait_for(timeout=30_000)
             page.screenshot(path=str(screenshot))
         finally:
             browser.close()

@@ -27,7 +27,7 @@ from server.routes.catalog import OPERATIONS, REFINED
 DOC_ROOTS = ("/v1/",)  # every route under these is documented, and must be in the catalog
 DELIVERY = "/t/{template}/{id:anypath}"
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
