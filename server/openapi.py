@@ -204,7 +204,15 @@ def _request_body(op: Operation, shared: Components) -> dict[str, Any] | None:
         fields.update({name: {"type": "string"} for name in op.body.ignored})
         binary = {"type": "string", "contentMediaType": "application/octet-stream"}
         fields.update({"image": binary, "file": binary})
-        content["multipart/form-data"] = {"schema": {"type": "object", "properties": fields}}
+        content["multipart/form-data"] = {
+            "schema": {
+                "type": "object",
+                "description": "The image bytes in `image` (or `file`); every other field of "
+                "the JSON body as form text, read as its JSON type (`ops` as JSON text)",
+                "properties": fields,
+            },
+            "encoding": {"image": {"contentType": "image/*"}, "file": {"contentType": "image/*"}},
+        }
     if op.raw_image:
         content["image/*"] = {"schema": {"type": "string", "contentMediaType": "image/*"}}
         if op.body is None:
