@@ -35,6 +35,7 @@ from server.routes import (
     templates,
     urls,
 )
+from server.routes.docs import docs_routes
 from server.routes.metrics import get_metrics
 from server.runtime import Runtime
 from server.settings import Settings
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/purge", urls.post_purge, methods=["POST"]),
         *image_asset_routes(),
         *processing_routes(),
+        *docs_routes(),  # /v1/openapi.json and /docs: public, they describe, they do not act
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
         # For the scraper on the internal network: the nginx public block does not route it.

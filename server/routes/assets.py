@@ -24,6 +24,7 @@ from server.routes.admin import (
     read_upload_or_json,
 )
 from server.runtime import Runtime
+from server.shapes import ASSET_JSON
 
 EXTENSION = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "heif": "avif"}
 
@@ -49,9 +50,7 @@ async def post_asset(request: Request) -> Response:
     max_bytes = rt.settings.max_source_bytes
     received = await read_upload_or_json(request, max_bytes, max_bytes * 4 // 3 + 4096)
     if isinstance(received, JsonBody):
-        body = received.value
-        if not isinstance(body, dict):
-            raise BadRequest("expected a JSON object with url or base64", param="body")
+        body = ASSET_JSON.check(received.value, "")
         prefix = body.get("prefix", prefix)
         data = await _json_source(rt, body)
     else:
@@ -72,8 +71,6 @@ async def _json_source(rt: Runtime, body: dict[str, Any]) -> bytes:
         raise BadRequest("give exactly one of url or base64", param="body")
     if "base64" in body:
         encoded = body["base64"]
-        if not isinstance(encoded, str):
-            raise BadRequest("base64 must be a string", param="base64")
         encoded = encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded
         try:
             data = base64.b64decode(encoded, validate=True)
@@ -85,8 +82,6 @@ async def _json_source(rt: Runtime, body: dict[str, Any]) -> bytes:
             )
         return data
     url = body["url"]
-    if not isinstance(url, str):
-        raise BadRequest("url must be a string", param="url")
     s = rt.settings
     policy = remote.FetchPolicy(
         max_bytes=s.max_source_bytes,

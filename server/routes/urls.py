@@ -13,6 +13,7 @@ from server.json import NO_STORE, json_response
 from server.names import validate_id, validate_template_name
 from server.routes.admin import authorize, read_json
 from server.runtime import Runtime
+from server.shapes import PURGE, URLS
 from server.spec import parse_params
 from server.storage.base import AssetMeta
 from server.templates import NO_TEMPLATE, Template, scalar
@@ -24,9 +25,7 @@ async def post_urls(request: Request) -> Response:
     """A ready delivery URL (versioned with the asset's etag, signed when keys exist), and a
     srcset when `widths` is given."""
     rt = authorize(request)
-    body = await read_json(request, 64 * 1024)
-    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
-        raise BadRequest('expected {"id": ..., "template"?, "params"?, ...}', param="id")
+    body = _checked(await read_json(request, 64 * 1024))
     asset_id = validate_id(body["id"])
     name = validate_template_name(body.get("template") or "_")
     template = NO_TEMPLATE if name == "_" else await rt.templates.get(name, rt.limits)
@@ -89,16 +88,17 @@ async def ready_url(
 
 
 async def post_purge(request: Request) -> Response:
+    """Drop the cached variants of one asset or one template, here and at the edges."""
     rt = authorize(request)
-    body = await read_json(request, 4096)
-    if not isinstance(body, dict) or len(body) != 1 or not ({"id", "template"} & set(body)):
+    body = PURGE.check(await read_json(request, 4096), "")
+    if len(body) != 1:
         raise BadRequest('expected {"id": ...} or {"template": ...}', param="body")
     if "id" in body:
-        asset_id = validate_id(str(body["id"]))
+        asset_id = validate_id(body["id"])
         purged = await variants.purge(rt, asset_id=asset_id)
         tag = edge.asset_tag(asset_id)
     else:
-        name = validate_template_name(str(body["template"]))
+        name = validate_template_name(body["template"])
         purged = await variants.purge(rt, template=name)
         tag = edge.template_tag(name)
     answer = {"purged": purged}
@@ -113,6 +113,16 @@ def asset_url(rt: Runtime, base: str, meta: AssetMeta) -> str:
     path = urls.delivery_path("_", meta.id, {"v": meta.etag[:16]})
     url, _ = urls.finish(path, rt.settings.signing_keys, None)
     return base + url
+
+
+def _checked(raw: Any) -> dict[str, Any]:
+    try:
+        return URLS.check(raw, "")
+    except InvalidParam as exc:
+        # The param stays `widths` as it always was (the message names the item's index).
+        if exc.param is not None and exc.param.startswith("widths["):
+            exc.param = "widths"
+        raise
 
 
 def _whole(value: object) -> TypeGuard[int]:
