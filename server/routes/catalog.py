@@ -12,6 +12,7 @@ from dataclasses import replace
 from server.openapi import Operation, Reply
 from server.ops import OPS, STEP, STEP_PARAMS
 from server.routes.catalog_admin import TINY_PNG, admin, delivery, keys
+from server.routes.catalog_images import images
 from server.routes.processing import BODIES, RETURN
 from server.schema import Choice, Obj
 from server.shapes import METADATA, PROCESSED_BASE64, PROCESSED_IMAGE
@@ -115,5 +116,11 @@ def _steps() -> tuple[Obj, ...]:
 
 # Components documented as one of finer objects (see server/openapi.py Components).
 REFINED = {STEP.title or "Step": _steps()}
-OPERATIONS: tuple[Operation, ...] = (*_processing(), *admin(), *keys(), *delivery())
+OPERATIONS: tuple[Operation, ...] = (
+    *_processing(),
+    *images(),
+    *admin(),
+    *keys(),
+    *delivery(),
+)
 KEY_PATHS = frozenset(op.path for op in keys())
