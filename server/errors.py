@@ -169,3 +169,12 @@ class ParamNotAllowed(ImgcdnError):
 
     def __init__(self, name: str, message: str) -> None:
         super().__init__(message, param=name)
+
+
+class ResultNotFound(NotFound):
+    """A result id with nothing stored: never made, or swept after it expired."""
+
+    code = "result_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("no such result: it expired and was swept, or never existed")
