@@ -51,7 +51,10 @@ KEY_OBJECT = "keys/result-signing"  # the generated key, when IMGCDN_SIGNING_KEY
 SALT = "imgcdn.result"  # a result sig never verifies as a delivery sig, nor the reverse
 RENEW_FRACTION = 0.1  # renewals rewrite metadata at most once per this share of the TTL
 LOCK_TTL_S = 30.0  # an S3 lock whose holder died is broken after this
-LOCK_WAIT_S = 5.0  # a save waits this long for a sweep or another save of the same id
+# On a local folder, lock names share 4,096 files (storage/local.py): a result's lock can be
+# the file an unrelated render holds, for up to IMGCDN_RENDER_TIMEOUT_S (default 20 s).
+# Rare (renders in flight / 4,096), and a wait, not an error, unless storage is stuck.
+LOCK_WAIT_S = 30.0
 
 # The clock every expiry is computed with: tests replace it (a seam we own) rather than wait.
 clock: Callable[[], float] = time.time
@@ -245,14 +248,16 @@ def _meta_json(result: Result) -> bytes:
 
 @contextlib.asynccontextmanager
 async def _locked(rt: Runtime, result_id: str) -> AsyncIterator[None]:
-    """Hold `result-<id>`, waiting briefly: a sweep or an identical save holds it for a
-    few storage calls. Past LOCK_WAIT_S storage is too slow to be worth waiting for."""
+    """Hold `result-<id>`, polling while a sweep or an identical save holds it (for a few
+    storage calls). Past LOCK_WAIT_S storage is too slow to be worth waiting for."""
     name = f"result-{result_id}"
     deadline = time.monotonic() + LOCK_WAIT_S
+    pause = 0.005
     while not await rt.storage.lock(name, LOCK_TTL_S):
         if time.monotonic() > deadline:
             raise StorageUnavailable("result store is busy")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
     try:
         yield
     finally:

@@ -8,6 +8,7 @@ the store reads time from, never by waiting.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 import pyvips
-from conftest import decode, error_body
+from conftest import decode, error_body, wait_until
 from starlette.testclient import TestClient
 
 from server import metrics, results, results_sweep
@@ -330,3 +331,36 @@ def test_the_results_counter_counts_each_outcome():
     metrics.result("reused")
     assert metrics.RESULTS.labels("saved")._value.get() == before["saved"] + 1
     assert metrics.RESULTS.labels("reused")._value.get() == before["reused"] + 2
+
+
+def test_a_starting_server_sweeps_what_has_expired(make_client, monkeypatch):
+    now = time.time()
+    with clock_at(monkeypatch, now - 4000):
+        save(make_client())
+    monkeypatch.setattr(results, "clock", lambda: now + 3700)
+    worker = make_client()
+    folder = runtime(worker).settings.data_dir / "objects" / "results"
+    wait_until(lambda: not any(p.is_file() for p in folder.rglob("*")))
+    assert call(worker, results.lookup, RID) is None
+
+
+def test_a_save_waits_for_the_lock_a_sweep_holds_on_its_result(client):
+    async def scenario(rt: Runtime) -> list[str]:
+        order: list[str] = []
+        name = f"result-{RID}"
+        assert await rt.storage.lock(name, 30)
+
+        async def saving() -> None:
+            await results.save(rt, RID, "jpeg", jpeg(), 40, 30)
+            order.append("saved")
+
+        task = asyncio.create_task(saving())
+        for _ in range(3):  # a few turns of the loop: the save tries, fails, polls
+            await asyncio.sleep(0)
+        assert not task.done()
+        order.append("released")
+        await rt.storage.unlock(name)
+        await task
+        return order
+
+    assert call(client, scenario) == ["released", "saved"]
