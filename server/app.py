@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import metrics
+from server import metrics, results_sweep
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
 from server.json import error_response
@@ -32,6 +32,7 @@ from server.routes import (
     image_assets,
     image_urls,
     processing,
+    results,
     templates,
     urls,
 )
@@ -69,12 +70,14 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             app.state.runtime = await Runtime.start(settings, stack)
+            results_sweep.start(app.state.runtime, stack)
             yield
 
     routes = [
         Route("/t/{template}/{id:anypath}", delivery.deliver, methods=["GET", "HEAD"]),
         # After it: only a /t/ URL with no (or an empty) template segment gets here.
         Route("/t/{rest:anypath}", delivery.missing_template, methods=["GET", "HEAD"]),
+        Route("/r/{name}", results.get_result, methods=["GET", "HEAD"]),
         Route("/v1/assets", assets.post_asset, methods=["POST"]),
         Route("/v1/assets", assets.list_assets, methods=["GET", "HEAD"]),
         # Before the plain asset routes: an id never ends in /original here.

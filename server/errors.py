@@ -212,3 +212,12 @@ class TransformationExists(ImgcdnError):
             f"change it with PUT /v1/templates/{name}",
             param="name",
         )
+
+
+class ResultNotFound(NotFound):
+    """A result id with nothing stored: never made, or swept after it expired."""
+
+    code = "result_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("no such result: it expired and was swept, or never existed")

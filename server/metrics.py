@@ -92,11 +92,22 @@ STORE_WRITE_FAILURES = Counter(
     "Variant-store writes that failed (made after the response; the variant is rendered "
     "again on its next miss)",
 )
+RESULTS = Counter(
+    "imgcdn_results_total",
+    "Processing results stored after a render (saved), or answered again without one (reused)",
+    ["outcome"],
+)
+RESULTS_SWEPT = Counter(
+    "imgcdn_results_swept_total", "Expired processing results (and stray bytes) deleted"
+)
 BYTES_IN = Counter("imgcdn_bytes_in_total", "Request body bytes received")
 BYTES_OUT = Counter("imgcdn_bytes_out_total", "Response body bytes sent")
 
 for _level in CACHE_LEVELS:  # charted from zero, not from the first hit
     CACHE_HITS.labels(_level)
+ResultOutcome = Literal["saved", "reused"]
+for _outcome in ("saved", "reused"):
+    RESULTS.labels(_outcome)
 
 
 def request_observed(
@@ -152,6 +163,15 @@ def store_write_failed() -> None:
     STORE_WRITE_FAILURES.inc()
 
 
+def result(outcome: ResultOutcome) -> None:
+    """A processing request answered with a new result (saved) or a stored one (reused)."""
+    RESULTS.labels(outcome).inc()
+
+
+def results_swept(count: int) -> None:
+    RESULTS_SWEPT.inc(count)
+
+
 def queue(queued: int, running: int) -> None:
     """The render pool's state: renders waiting for a thread, and renders running."""
     QUEUE_DEPTH.set(queued)
@@ -185,7 +205,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
-
-
-def result(outcome: str) -> None:  # STUB
-    pass

@@ -17,6 +17,7 @@ from server.errors import StorageUnavailable
 from server.imaging.inspect import SourceLimits
 from server.imaging.options import RenderOptions
 from server.imaging.vips import RenderPool
+from server.results import ResultStore
 from server.settings import Settings
 from server.spec import Limits
 from server.storage.base import AssetMeta, Storage
@@ -48,6 +49,7 @@ class Runtime:
     limits: Limits = field(init=False)
     source_limits: SourceLimits = field(init=False)
     render_options: RenderOptions = field(init=False)
+    results: ResultStore = field(init=False)
 
     def __post_init__(self) -> None:
         # Derived once per process: the request path reads them on every request.
@@ -61,6 +63,7 @@ class Runtime:
             max_side=s.max_output_side,
             max_pixels=s.max_output_pixels,
         )
+        self.results = ResultStore(s)
 
     @classmethod
     async def start(cls, settings: Settings, stack: contextlib.AsyncExitStack) -> Runtime:

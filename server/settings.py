@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from server.origins import SourceOrigin, ip_literal, refusal
 
@@ -110,6 +111,20 @@ def _origins(raw: str) -> tuple[SourceOrigin, ...]:
     return tuple(SourceOrigin.parse(entry) for entry in raw.split(",") if entry.strip())
 
 
+def _public_url(raw: str) -> str:
+    """An absolute http(s) base URL for result links, without a query or fragment."""
+    if not raw:
+        return raw
+    parsed = urlsplit(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an absolute http(s) URL, e.g. https://img.example.com")
+    if parsed.query or parsed.fragment or raw.endswith(("?", "#")):
+        raise ValueError("must have no query or fragment")
+    if any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in raw):
+        raise ValueError("must be printable ASCII without spaces")
+    return raw.rstrip("/")
+
+
 def _path(raw: str) -> Path:
     if not raw:
         raise ValueError("must not be empty")
@@ -151,6 +166,8 @@ class Settings:
     jpeg_preset: JpegPreset = "fast"
     avif_effort: int = 0
     log_level: str = "info"
+    result_ttl_s: int = 3600
+    public_url: str = ""
 
     @classmethod
     def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -345,6 +362,18 @@ FIELDS: dict[str, FieldSpec] = {
     ),
     "log_level": FieldSpec(
         "IMGCDN_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"
+    ),
+    "result_ttl_s": FieldSpec(
+        "IMGCDN_RESULT_TTL_S",
+        _int(60, 604_800),
+        "seconds a processing result and its /r/ URL live; a repeated identical request "
+        "renews it; swept after",
+    ),
+    "public_url": FieldSpec(
+        "IMGCDN_PUBLIC_URL",
+        _public_url,
+        "absolute base URL of result links (/r/...), e.g. https://img.example.com; "
+        "empty: the request's own",
     ),
 }
 

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 ROUTES = {
     "/t/{template}/{id:anypath}": ("/t/_/photo.jpg", {"GET", "HEAD"}),
     "/t/{rest:anypath}": ("/t/photo.jpg", {"GET", "HEAD"}),
+    "/r/{name}": ("/r/x.jpg", {"GET", "HEAD"}),
     "/v1/assets": ("/v1/assets", {"GET", "HEAD", "POST"}),
     # The original's route shares its paths with the asset route: "x/original" is an id too.
     "/v1/assets/{id:anypath}/original": ("/v1/assets/x/original", {"GET", "HEAD", "PUT", "DELETE"}),
