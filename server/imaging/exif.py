@@ -170,15 +170,15 @@ def _read_ifd(
 def _value(data: bytes, order: str, kind: int, n: int, at: int) -> Value | None:
     size, code, _ = _TYPES[kind]
     length = size * n
-    if n == 0 or length > MAX_VALUE_BYTES:
+    if n == 0 or (length > MAX_VALUE_BYTES and code != "s"):
         return None
     if length > 4:  # stored elsewhere: the entry holds its offset
         (at,) = struct.unpack(order + "L", data[at : at + 4])
-    if at + length > len(data):
+    if at + length > len(data):  # a count or offset past the end: corrupt, not data
         return None
+    if code == "s":  # a long text is cut, not refused: its start is still the text
+        return clean_text(data[at : at + min(length, MAX_VALUE_BYTES)])
     raw = data[at : at + length]
-    if code == "s":
-        return clean_text(raw)
     items = struct.unpack(order + code * n, raw)
     if len(code) == 2:  # rationals: a zero denominator is not a number
         pairs = list(zip(items[0::2], items[1::2], strict=True))
