@@ -189,3 +189,19 @@ def test_strings_are_cleaned_of_nuls_controls_and_bad_encodings(raw, text):
 def test_long_strings_are_cut_to_the_string_cap():
     blob = build([(0x010E, ASCII, "x" * 5000)])
     assert parse(blob).ifd0[0x010E] == "x" * MAX_STRING_CHARS
+
+
+def test_a_tag_repeated_a_thousand_times_is_decoded_once(monkeypatch):
+    decoded = []
+    real = exif._value
+    monkeypatch.setattr(exif, "_value", lambda *args: decoded.append(args) or real(*args))
+    at = extra_at(*[b""] * 1000)
+    blob = tiff(*[entry(0x010E, ASCII, 1024, at)] * 1000, extra=b"\x1b" * 1024)
+    tags = parse(blob)
+    assert tags.entries_read == 1000 and len(decoded) == 1
+    assert tags.ifd0 == {}  # the first one decided it: only control characters, so no text
+
+
+def test_the_first_entry_of_a_tag_decides_it_even_when_it_is_bad():
+    blob = tiff(entry(MAKE, SHORT, 1, 7), entry(MAKE, ASCII, 4, b"Abc\x00"))
+    assert parse(blob).ifd0 == {}

@@ -145,6 +145,7 @@ def _read_ifd(
     """Decode the wanted tags of the IFD at `at` into `out`; answer the sub-IFD pointers it
     holds (only IFD0's are followed)."""
     pointers: dict[int, int] = {}
+    tried: set[int] = set()
     if at < 8 or at + 2 > len(data):
         return pointers
     (count,) = struct.unpack(order + "H", data[at : at + 2])
@@ -159,11 +160,15 @@ def _read_ifd(
             if kind in (4, 13) and n == 1:  # LONG or IFD
                 pointers[tag] = struct.unpack(order + "L", data[entry + 8 : entry + 12])[0]
             continue
-        if tag not in wanted or tag in out or kind not in _TYPES:
+        # The first entry of a tag decides it, good or bad: a blob repeating a tag 1000 times
+        # costs one decode, not 1000.
+        if tag not in wanted or tag in tried:
             continue
-        value = _value(data, order, kind, n, entry + 8)
-        if value is not None and _kind(value) == wanted[tag]:
-            out[tag] = value
+        tried.add(tag)
+        if kind in _TYPES and _TYPES[kind][2] == wanted[tag]:
+            value = _value(data, order, kind, n, entry + 8)
+            if value is not None:
+                out[tag] = value
     return pointers
 
 
@@ -206,7 +211,3 @@ def tidy(text: str) -> str | None:
     text = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text)
     text = " ".join(text.split())[:MAX_STRING_CHARS]
     return text or None
-
-
-def _kind(value: Value) -> str:
-    return "text" if isinstance(value, str) else "number"
