@@ -103,3 +103,24 @@ CAMERA_GPS: list[Entry] = [
     (0x07, RATIONAL, [(12, 1), (3, 1), (22, 1)]),
     (0x1D, ASCII, "2024:05:01"),
 ]
+
+# Every other tag the metadata answer reads, so an answer built from all of these has every
+# documented key (docs/metadata.md).
+MORE_IFD0: list[Entry] = [
+    (0x010E, ASCII, "Picos de Europa from the north"),
+    (0x011A, RATIONAL, [(72, 1)]),
+    (0x011B, RATIONAL, [(72, 1)]),
+    (0x0128, SHORT, [2]),
+    (0x013B, ASCII, "Aitzol Berasategi"),
+    (0x013C, ASCII, "Pixel 7"),
+    (0x8298, ASCII, "CC-BY-4.0"),
+]
+MORE_EXIF: list[Entry] = [
+    (0x8822, SHORT, [2]),
+    (0x9204, SRATIONAL, [(-1, 3)]),
+    (0x9207, SHORT, [5]),
+    (0xA403, SHORT, [0]),
+    (0xA433, ASCII, "Google"),
+]
+MORE_GPS: list[Entry] = [(0x10, ASCII, "T"), (0x11, RATIONAL, [(2705, 10)])]
+EVERYTHING = (CAMERA_IFD0 + MORE_IFD0, CAMERA_EXIF + MORE_EXIF, CAMERA_GPS + MORE_GPS)

@@ -4,6 +4,9 @@ groups, GPS as signed decimal degrees, dates as ISO 8601, colour spaces."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,6 +19,7 @@ from exif_blobs import (
     CAMERA_EXIF,
     CAMERA_GPS,
     CAMERA_IFD0,
+    EVERYTHING,
     RATIONAL,
     SHORT,
     Entry,
@@ -25,10 +29,11 @@ from exif_blobs import (
 
 from server.imaging.exif import parse
 from server.imaging.inspect import SourceLimits, probe
-from server.imaging.metadata import GROUPS, describe, location, temporal
+from server.imaging.metadata import GROUPS, camera, describe, device, location, temporal
 
 LIMITS = SourceLimits(max_bytes=50_000_000, max_pixels=100_000_000, max_frames=100)
 PHONE_EXIF = build(CAMERA_IFD0, CAMERA_EXIF, CAMERA_GPS)
+DOC = (Path(__file__).parent.parent / "docs" / "metadata.md").read_text(encoding="utf-8")
 
 
 def metadata(data: bytes) -> dict[str, Any]:
@@ -242,3 +247,38 @@ def test_hostile_exif_in_a_real_jpeg_gives_partial_metadata():
     blob += bytes.fromhex("6987 0400 01000000 08000000") * 40
     answer = metadata(with_exif(blob, "webpsave_buffer"))
     assert answer["exif"]["camera"] == {"make": "Abc"}
+
+
+def p3_phone_photo() -> bytes:
+    """docs/metadata.md's second example: p3.jpg with every tag we read, saved by libvips."""
+    image = pyvips.Image.new_from_file(str(IMAGES / "p3.jpg")).copy()
+    image.set_type(pyvips.GValue.blob_type, "exif-data", build(*EVERYTHING))
+    body: bytes = image.jpegsave_buffer(keep="all", Q=85)
+    return body
+
+
+def documented_keys(heading: str) -> set[str]:
+    """The backquoted names in the first column of the table after `heading`."""
+    table = DOC[DOC.index(heading) :].split("\n\n")[1]
+    rows = [row.split("|")[1] for row in table.splitlines()[2:]]
+    return {name for row in rows for name in re.findall(r"`([a-z_0-9]+)`", row)}
+
+
+def test_the_docs_examples_are_what_describe_answers():
+    blocks = re.findall(r"```json\n(.*?)```", DOC, flags=re.DOTALL)
+    assert json.loads(blocks[0]) == metadata((IMAGES / "orient6.jpg").read_bytes())
+    answer, data = json.loads(blocks[1]), p3_phone_photo()
+    # The JPEG's size follows libvips' encoder version; everything else must match exactly.
+    answer["bytes"] = answer["exif"]["file"]["size_bytes"] = len(data)
+    assert answer == metadata(data)
+
+
+def test_the_docs_list_every_key_the_answer_can_have_and_no_other():
+    answer = metadata(p3_phone_photo())
+    assert documented_keys("## The answer") == set(answer)
+    tags = parse(build(*EVERYTHING))
+    made = {"camera": camera(tags), "device": device(tags)}
+    made |= {"location": location(tags), "temporal": temporal(tags)}
+    made |= {"basic": answer["exif"]["basic"], "file": answer["exif"]["file"]}
+    for group in GROUPS:
+        assert documented_keys(f"**`{group}`**") == set(made[group]), group
