@@ -5,6 +5,7 @@ made from these by hand, with `entry` and struct."""
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 
 ASCII, BYTE, SHORT, LONG, RATIONAL, UNDEFINED, SRATIONAL = 2, 1, 3, 4, 5, 7, 10
@@ -124,3 +125,37 @@ MORE_EXIF: list[Entry] = [
 ]
 MORE_GPS: list[Entry] = [(0x10, ASCII, "T"), (0x11, RATIONAL, [(2705, 10)])]
 EVERYTHING = (CAMERA_IFD0 + MORE_IFD0, CAMERA_EXIF + MORE_EXIF, CAMERA_GPS + MORE_GPS)
+
+
+def fan_out(pointers: int) -> bytes:
+    """A bare TIFF blob whose IFD0 holds `pointers` Exif and GPS IFD pointers, every one back
+    to IFD0: libexif follows each, again and again (a 1.2 KB one holds libvips for seconds)."""
+    ifd0 = entry(0x010F, ASCII, 4, b"Abc\x00")
+    ifd0 += (entry(0x8769, LONG, 1, 8) + entry(0x8825, LONG, 1, 8)) * (pointers // 2)
+    return b"II*\x00" + struct.pack("<LH", 8, 1 + pointers // 2 * 2) + ifd0 + b"\x00" * 4
+
+
+def in_jpeg(jpeg: bytes, blob: bytes) -> bytes:
+    """`jpeg` with `blob` (bare TIFF) as an APP1 Exif segment right after SOI, byte for byte
+    (libvips would rewrite it through libexif on save)."""
+    payload = b"Exif\x00\x00" + blob
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def in_png(png: bytes, blob: bytes) -> bytes:
+    """`png` with `blob` as an eXIf chunk before its first IDAT."""
+    at = png.index(b"IDAT") - 4
+    crc = zlib.crc32(b"eXIf" + blob) & 0xFFFFFFFF
+    chunk = struct.pack(">L", len(blob)) + b"eXIf" + blob + struct.pack(">L", crc)
+    return png[:at] + chunk + png[at:]
+
+
+def in_webp(webp: bytes, blob: bytes) -> bytes:
+    """`webp` (an extended WebP that has an EXIF chunk) with that chunk's payload replaced."""
+    at = webp.index(b"EXIF", 12)
+    (length,) = struct.unpack("<L", webp[at + 4 : at + 8])
+    end = at + 8 + length + (length & 1)
+    chunk = b"EXIF" + struct.pack("<L", len(blob)) + blob + b"\x00" * (len(blob) & 1)
+    out = bytearray(webp[:at] + chunk + webp[end:])
+    out[4:8] = struct.pack("<L", len(out) - 8)
+    return bytes(out)

@@ -11,15 +11,19 @@ import unicodedata
 from typing import Any
 
 import orjson
-from exif_blobs import CAMERA_EXIF, CAMERA_GPS, CAMERA_IFD0, build
+from conftest import IMAGES
+from exif_blobs import CAMERA_EXIF, CAMERA_GPS, CAMERA_IFD0, build, in_jpeg, in_png
 from hypothesis import given
 from hypothesis import strategies as st
 
 from server.imaging.colour import icc_description
 from server.imaging.exif import MAX_ENTRIES, MAX_STRING_CHARS, WANTED, Tags, parse
+from server.imaging.exifsafe import blocks, defuse, hostile
 from server.imaging.metadata import camera, device, location, temporal
 
 PHONE = build(CAMERA_IFD0, CAMERA_EXIF, CAMERA_GPS)
+JPEG = (IMAGES / "photo.jpg").read_bytes()[:2000]  # the structure, not the scan
+PNG = (IMAGES / "alpha.png").read_bytes()
 PHONE_BE = build(CAMERA_IFD0, CAMERA_EXIF, CAMERA_GPS, order=">", prefix=b"")
 HEADERS = st.sampled_from(
     [b"", b"Exif\x00\x00", b"II*\x00\x08\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08"]
@@ -132,3 +136,19 @@ def icc_profiles(draw: st.DrawFn) -> bytes:
 def test_any_icc_profile_gives_a_clean_description_or_none(profile):
     found = icc_description(profile)
     assert found is None or (0 < len(found) <= MAX_STRING_CHARS)
+
+
+def container(kind: str, blob: bytes) -> bytes:
+    if kind == "jpeg":
+        return in_jpeg(JPEG, blob)
+    return in_png(PNG, blob)
+
+
+@given(st.sampled_from(["jpeg", "png"]), BLOBS, st.integers(0, 400), st.binary(max_size=8))
+def test_defuse_never_raises_never_grows_and_leaves_nothing_hostile(kind, blob, cut, junk):
+    data = container(kind, blob)
+    data = data[:cut] + junk + data[cut + len(junk) :]  # a container damaged here and there
+    safe = defuse(data)
+    assert len(safe) <= len(data)
+    assert not any(hostile(found) for _, _, found in blocks(safe))
+    assert defuse(safe) == safe

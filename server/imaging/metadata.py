@@ -15,6 +15,7 @@ from typing import Any
 from server.imaging import exif
 from server.imaging.colour import color_space, icc_description
 from server.imaging.exif import Tags, Value
+from server.imaging.exifsafe import blocks, defuse
 from server.imaging.inspect import SourceInfo, header
 
 GROUPS = ("basic", "camera", "device", "location", "temporal", "file")
@@ -44,10 +45,17 @@ _OFFSET = re.compile(r"[+-](\d\d):(\d\d)")
 
 
 def describe(data: bytes, info: SourceInfo) -> dict[str, Any]:
-    """SPEC §6's metadata answer for `data`, already probed as `info`."""
-    image = header(data, info.kind)
+    """SPEC §6's metadata answer for `data`, already probed as `info`. Safe on raw bytes:
+    their EXIF is read here, and libvips only sees them defused (exifsafe.py)."""
+    image = header(defuse(data), info.kind)
     fields = set(image.get_fields())
-    tags = exif.parse(image.get("exif-data")) if "exif-data" in fields else Tags()
+    # Our parser reads the container's own EXIF, so a block cut for libexif's sake still
+    # answers what can be read of it; libvips' copy serves the containers we do not walk.
+    found = blocks(data)
+    if found:
+        tags = exif.parse(found[0][2])
+    else:
+        tags = exif.parse(image.get("exif-data")) if "exif-data" in fields else Tags()
     icc = icc_description(image.get("icc-profile-data")) if "icc-profile-data" in fields else None
     fmt = info.mime.removeprefix("image/")
     space = color_space(image, icc)
