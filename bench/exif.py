@@ -1,11 +1,15 @@
 """What parsing EXIF costs, well-formed and hostile: the time per parse (median of many) of a
 phone's blob, of 64 KB and 1 MiB blobs whose IFD0 declares 65535 entries of wanted tags
 with long text values, of a blob whose IFDs point at each other, and of the whole metadata
-answer for a real photo.
+answer for a real photo; then what libvips (libexif) itself spends on JPEGs whose IFD0
+points its Exif and GPS pointers back at itself (each in a child process, killed at a
+deadline), and what exifsafe.defuse spends cutting that block out.
 
-    python bench/exif.py    (one JSON line per case; run from the repository root)
+    python bench/exif.py    (one JSON line per case; run from the repository root; the
+                             libvips cases take about 30 s of CPU)
 
-It is the figure behind exif.py's bounds: the worst blob must parse in well under 50 ms.
+It is the figure behind exif.py's bounds (the worst blob must parse in well under 50 ms)
+and the reason for exifsafe.py.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import statistics
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,9 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from exif_blobs import CAMERA_EXIF, CAMERA_GPS, CAMERA_IFD0, build  # noqa: E402  # path above
+from exif_blobs import CAMERA_EXIF, CAMERA_GPS, CAMERA_IFD0, build, fan_out, in_jpeg  # noqa: E402
 
 from server.imaging.exif import WANTED, parse  # noqa: E402
+from server.imaging.exifsafe import defuse  # noqa: E402
 from server.imaging.inspect import SourceLimits, probe  # noqa: E402
 from server.imaging.metadata import describe  # noqa: E402
 
@@ -73,6 +79,34 @@ def main() -> None:
         )
     ms = median_ms(lambda: describe(photo, info), 200)
     print(json.dumps({"case": "describe() orient6.jpg", "bytes": len(photo), "ms": ms}))
+    plain = (ROOT / "tests" / "images" / "photo.jpg").read_bytes()
+    for pointers, deadline in ((10, 30), (100, 30), (400, 30), (1000, 20)):
+        data = in_jpeg(plain, fan_out(pointers))
+        ms = median_ms(lambda data=data: defuse(data), 200)  # type: ignore[misc]
+        app1 = len(fan_out(pointers)) + 10
+        print(json.dumps({"case": f"defuse(), {pointers} pointers", "app1_bytes": app1, "ms": ms}))
+        print(
+            json.dumps(
+                {"case": f"libvips header read, {pointers} pointers", "app1_bytes": app1}
+                | libvips_header_seconds(data, deadline)
+            )
+        )
+
+
+def libvips_header_seconds(data: bytes, deadline: float) -> dict[str, object]:
+    """How long pyvips.Image.new_from_buffer(data) takes in a child process, or that it was
+    still running at `deadline` seconds and killed."""
+    code = (
+        "import sys, time, pyvips; d = sys.stdin.buffer.read(); t = time.perf_counter();"
+        "pyvips.Image.new_from_buffer(d, '').get_fields(); print(time.perf_counter() - t)"
+    )
+    try:
+        done = subprocess.run(  # noqa: S603  # our own interpreter on our own snippet
+            [sys.executable, "-c", code], input=data, capture_output=True, timeout=deadline
+        )
+    except subprocess.TimeoutExpired:
+        return {"killed_after_s": deadline}
+    return {"s": round(float(done.stdout), 3)}
 
 
 if __name__ == "__main__":
