@@ -21,10 +21,11 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import metrics
+from server.auth import rate_limit_headers
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
 from server.json import error_response
-from server.routes import assets, delivery, health, templates, urls
+from server.routes import assets, delivery, health, keys, templates, urls
 from server.routes.metrics import get_metrics
 from server.runtime import Runtime
 from server.settings import Settings
@@ -76,6 +77,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/templates/{name}", templates.get_template, methods=["GET", "HEAD"]),
         Route("/v1/templates/{name}", templates.delete_template, methods=["DELETE"]),
         Route("/v1/urls", urls.post_urls, methods=["POST"]),
+        Route("/v1/keys", keys.create_key, methods=["POST"]),
+        Route("/v1/keys", keys.list_keys, methods=["GET", "HEAD"]),
+        Route("/v1/keys/{id}", keys.get_key, methods=["GET", "HEAD"]),
+        Route("/v1/keys/{id}", keys.patch_key, methods=["PATCH"]),
+        Route("/v1/keys/{id}", keys.delete_key, methods=["DELETE"]),
         Route("/v1/purge", urls.post_purge, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
@@ -162,6 +168,7 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-correlation-id", correlation_id.encode()))
+                headers += rate_limit_headers(scope)  # a keyed request's, errors too
                 message["headers"] = headers
                 sent["status"] = message["status"]
                 for name, value in headers:

@@ -17,8 +17,12 @@ from server.errors import StorageUnavailable
 from server.imaging.inspect import SourceLimits
 from server.imaging.options import RenderOptions
 from server.imaging.vips import RenderPool
+from server.keyfields import FieldDefaults
+from server.keys import KeyRegistry
 from server.settings import Settings
 from server.spec import Limits
+from server.state.base import StateStore
+from server.state.local import SqliteState
 from server.storage.base import AssetMeta, Storage
 from server.storage.local import LocalStorage
 from server.storage.s3 import S3Storage
@@ -37,6 +41,8 @@ class Runtime:
     templates: TemplateRegistry
     store: VariantStore
     originals: OriginalsCache | None
+    keys: KeyRegistry
+    state: StateStore
     flights: SingleFlight[tuple[Variant, str]] = field(default_factory=SingleFlight)
     meta_cache: TTLCache[str, AssetMeta] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=2.0)
@@ -100,6 +106,11 @@ class Runtime:
             await flights.settle()
 
         stack.push_async_callback(stop_rendering)
+        state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
+        stack.push_async_callback(state.close)
+        key_defaults = FieldDefaults(
+            settings.key_rate_per_s, settings.key_burst, settings.key_daily_quota or None
+        )
         return cls(
             settings=settings,
             storage=storage,
@@ -109,6 +120,8 @@ class Runtime:
             templates=TemplateRegistry(storage, settings.meta_ttl_s),
             store=store,
             originals=originals,
+            keys=KeyRegistry(storage, settings.meta_ttl_s, key_defaults),
+            state=state,
             flights=flights,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )
