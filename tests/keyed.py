@@ -63,12 +63,17 @@ async def open_gate(request: Request) -> Response:
     return json_response({"runs": RUNS})
 
 
+async def runs(request: Request) -> Response:
+    return json_response({"runs": RUNS.count(request.path_params["tag"])})
+
+
 def with_probes(app: Starlette) -> Starlette:
     app.router.routes.extend(
         [
             Route("/probe/{scope}", probe, methods=["GET", "POST"]),
             Route("/idem", idem, methods=["POST"]),
             Route("/gate/{gate}", open_gate, methods=["POST"]),
+            Route("/runs/{tag}", runs, methods=["GET"]),
         ]
     )
     return app

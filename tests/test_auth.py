@@ -60,8 +60,15 @@ def bearer(key: str) -> dict[str, str]:
         lambda c, k: c.post("/probe/image.process", json={"api_key": k}),
         lambda c, k: c.post("/probe/image.process", json={"appkey": k}),
     ],
-    ids=["bearer", "bearer-lowercase", "x-api-key", "api_key-query", "appkey-query",
-         "api_key-field", "appkey-field"],
+    ids=[
+        "bearer",
+        "bearer-lowercase",
+        "x-api-key",
+        "api_key-query",
+        "appkey-query",
+        "api_key-field",
+        "appkey-field",
+    ],
 )
 def test_a_key_is_accepted_from_every_place_the_seeds_put_it(keyed, send):
     key = new_key(keyed, prefix="acme/")
@@ -212,9 +219,10 @@ def test_the_secret_is_never_stored_nor_logged(keyed, settings, caplog):
     assert stored and not any(secret.encode() in data for data in stored)
     server_lines = [r.getMessage() for r in caplog.records if r.name.startswith("imgcdn")]
     assert server_lines and not any(secret in line for line in server_lines)
-    listed = keyed.get("/v1/keys", headers=AUTH).text + keyed.get(
-        f"/v1/keys/{key['id']}", headers=AUTH
-    ).text
+    listed = (
+        keyed.get("/v1/keys", headers=AUTH).text
+        + keyed.get(f"/v1/keys/{key['id']}", headers=AUTH).text
+    )
     assert secret not in listed and "sha256" not in listed
 
 
