@@ -3,6 +3,7 @@ fields are 400s naming the field; lists page like the other admin lists."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +175,10 @@ def test_a_key_made_by_one_process_is_seen_by_another_on_the_same_storage(make_c
     first, second = make_client(), make_client()
     key = create(first)
     assert second.get(f"/v1/keys/{key['id']}", headers=AUTH).json()["name"] == "acme"
+
+
+def test_the_api_keys_examples_run_and_print_what_the_docs_show(tmp_path):
+    from doc_examples import run_examples, section
+
+    page = (Path(__file__).parent.parent / "docs" / "api-keys.md").read_text(encoding="utf-8")
+    assert run_examples(section(page, "### Examples"), tmp_path) >= 5
