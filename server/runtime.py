@@ -89,6 +89,9 @@ class Runtime:
         else:
             storage = LocalStorage(settings.data_dir)
         tokens = settings.admin_tokens or (admin_token_file(settings.data_dir),)
+        state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
+        # Closed last: requests still finishing during shutdown record their answers.
+        stack.push_async_callback(state.close)
         store = VariantStore(storage, settings.variant_store, settings.variant_store_bytes)
         # Unwound after the render pool (in-flight renders finish first) and before the S3
         # client closes: the store writes that follow responses land before the exit.
@@ -106,8 +109,6 @@ class Runtime:
             await flights.settle()
 
         stack.push_async_callback(stop_rendering)
-        state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
-        stack.push_async_callback(state.close)
         key_defaults = FieldDefaults(
             settings.key_rate_per_s, settings.key_burst, settings.key_daily_quota or None
         )

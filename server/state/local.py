@@ -110,7 +110,10 @@ class SqliteState:
         self._swept = 0.0
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, work)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, work)
+        except RuntimeError as exc:  # the executor is shut down: the process is stopping
+            raise StateUnavailable("rate limit and idempotency state closed") from exc
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
