@@ -27,7 +27,7 @@ from server.settings import Settings
 from server.state.base import Policy
 from server.state.local import SqliteState
 
-TOKEN = "bench-admin-token-0123456789"
+TOKEN = "bench-admin-token-0123456789"  # noqa: S105  # a throwaway server of its own
 CALLS = 3000
 
 
@@ -70,7 +70,7 @@ async def main() -> None:
     app = create_app(Settings(data_dir=data, admin_tokens=(TOKEN,)))
     async with app.router.lifespan_context(app):
         rt = app.state.runtime
-        key, shown = await rt.keys.create({"name": "bench", "rate_per_s": 1e5, "burst": 10**6})
+        _, shown = await rt.keys.create({"name": "bench", "rate_per_s": 1e5, "burst": 10**6})
         await timed(app, {"X-API-KEY": shown})  # warm: connection, WAL, caches
         report("admin token (no state)", await timed(app, {"Authorization": f"Bearer {TOKEN}"}))
         report("api key + rate limit", await timed(app, {"X-API-KEY": shown}))
