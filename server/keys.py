@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
-from server.errors import KeyNotFound
+from server.errors import KeyNotFound, StorageUnavailable
 from server.keyfields import SCOPES, FieldDefaults, parse_fields, rfc3339
 from server.state.base import Policy
 from server.storage.base import Storage
@@ -136,6 +136,9 @@ class KeyRegistry:
         self.storage = storage
         self.defaults = defaults
         self._cache: TTLCache[str, ApiKey | None] = TTLCache(maxsize=10_000, ttl=max(ttl_s, 1e-6))
+        # The last record seen of each key, past its TTL: keys keep working through a
+        # storage outage, as they were when last read.
+        self._last: LRUCache[str, ApiKey] = LRUCache(maxsize=100_000)
 
     async def create(self, body: Any) -> tuple[ApiKey, str]:
         """A new key from a POST body, and its key string (shown this once)."""
@@ -149,7 +152,7 @@ class KeyRegistry:
             **values,
         )
         await self.storage.put_doc(KIND, key_id, key.stored())
-        self._cache[key_id] = key
+        self._cache[key_id] = self._last[key_id] = key
         return key, shown
 
     async def get(self, key_id: str) -> ApiKey:
@@ -165,11 +168,12 @@ class KeyRegistry:
             values["disabled"] = values.pop("state") == "disabled"
         key = replace(key, **values)
         await self.storage.put_doc(KIND, key_id, key.stored())
-        self._cache[key_id] = key
+        self._cache[key_id] = self._last[key_id] = key
         return key
 
     async def delete(self, key_id: str) -> None:
         self._cache.pop(key_id, None)
+        self._last.pop(key_id, None)
         if is_key_id(key_id):
             await self.storage.delete_doc(KIND, key_id)
 
@@ -192,8 +196,15 @@ class KeyRegistry:
     async def _load(self, key_id: str) -> ApiKey | None:
         if key_id in self._cache:
             return self._cache[key_id]
-        raw = await self.storage.get_doc(KIND, key_id)
+        try:
+            raw = await self.storage.get_doc(KIND, key_id)
+        except StorageUnavailable:
+            if key_id not in self._last:  # stale-if-error, as for templates
+                raise
+            return self._last[key_id]
         # Unknown ids are cached too: a flood of made-up keys must not reach storage each time.
         key = ApiKey.from_stored(raw) if raw is not None else None
         self._cache[key_id] = key
+        if key is not None:
+            self._last[key_id] = key
         return key

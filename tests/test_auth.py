@@ -238,3 +238,39 @@ def test_admin_tokens_still_reach_the_admin_api_and_keys_do_not(keyed):
     key = new_key(keyed)
     assert keyed.get("/v1/keys", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert error_body(keyed.get("/v1/keys", headers=bearer(key["key"])), 401)
+
+
+def test_an_idempotent_request_with_the_state_locked_is_a_503_and_runs_nothing(
+    make_keyed, settings
+):
+    keyed = make_keyed(state_timeout_s=0.05)
+    keyed.post("/idem", json={"do": "ok"}, headers=AUTH)  # the state file exists
+    holder = sqlite3.connect(settings.data_dir / "state.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        body = {"do": "ok", "tag": "locked", "idempotency_key": "k"}
+        r = keyed.post("/idem", json=body, headers=AUTH)
+        assert error_body(r, 503)["code"] == "state_unavailable"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    r = keyed.post("/idem", json=body, headers=AUTH)
+    assert r.status_code == 201 and r.json()["run"] == 1  # the refused one never ran
+
+
+def test_keys_keep_working_as_last_read_while_storage_is_down(make_keyed, settings):
+    keyed = make_keyed(meta_ttl_s=0)
+    key = new_key(keyed)
+    assert keyed.get("/probe/image.process", headers=bearer(key["key"])).status_code == 200
+    docs = settings.data_dir / "docs"
+    docs.rename(settings.data_dir / "docs-away")
+    docs.write_bytes(b"")  # a file where the folder was: every read of a key fails
+    try:
+        r = keyed.get("/probe/image.process", headers=bearer(key["key"]))
+        assert r.status_code == 200
+        unknown = "ik_zzzzzzzzzzzz_" + key["key"].split("_", 2)[2]
+        r = keyed.get("/probe/image.process", headers=bearer(unknown))
+        assert error_body(r, 503)["code"] == "storage_unavailable"
+    finally:
+        docs.unlink()
+        (settings.data_dir / "docs-away").rename(docs)
