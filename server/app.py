@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import metrics, results_sweep
+from server.auth import rate_limit_headers
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
 from server.json import error_response
@@ -31,6 +32,7 @@ from server.routes import (
     health,
     image_assets,
     image_urls,
+    keys,
     processing,
     results,
     templates,
@@ -90,6 +92,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/templates/{name}", templates.get_template, methods=["GET", "HEAD"]),
         Route("/v1/templates/{name}", templates.delete_template, methods=["DELETE"]),
         Route("/v1/urls", urls.post_urls, methods=["POST"]),
+        Route("/v1/keys", keys.create_key, methods=["POST"]),
+        Route("/v1/keys", keys.list_keys, methods=["GET", "HEAD"]),
+        Route("/v1/keys/{id}", keys.get_key, methods=["GET", "HEAD"]),
+        Route("/v1/keys/{id}", keys.patch_key, methods=["PATCH"]),
+        Route("/v1/keys/{id}", keys.delete_key, methods=["DELETE"]),
         Route("/v1/purge", urls.post_purge, methods=["POST"]),
         *image_asset_routes(),
         *processing_routes(),
@@ -222,6 +229,7 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-correlation-id", correlation_id.encode()))
+                headers += rate_limit_headers(scope)  # a keyed request's, errors too
                 message["headers"] = headers
                 sent["status"] = message["status"]
                 for name, value in headers:

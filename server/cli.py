@@ -1,6 +1,6 @@
-"""`imgcdn serve | sign | templates apply | upload | settings`: parse arguments, act.
+"""`imgcdn serve | sign | templates apply | upload | keys | settings`: parse arguments, act.
 
-The admin commands (templates apply, upload) live with their HTTP client in client.py.
+The admin commands (templates apply, upload, keys) live with their HTTP client in client.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server.settings import Settings, SettingsError, settings_table
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from server.client import AdminClient
 
 log = logging.getLogger("imgcdn")
+Parser = argparse.ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         return serve_forever(settings, args.host, args.port, args.workers, args.config)
     if args.command == "sign":
         return sign(settings, args.url, args.expires_in)
-    from server.client import ClientError, apply_templates, upload
+    from server.client import ClientError, apply_templates, keys_command, upload
 
     try:
         if args.command == "templates":
             return apply_templates(_client(settings, args), args.file)
+        if args.command == "keys":
+            return keys_command(_client(settings, args), args)
         return upload(_client(settings, args), args.paths, args.prefix)
     except ClientError as exc:
         print(f"imgcdn: {exc}", file=sys.stderr)
@@ -94,8 +97,30 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("upload", help="upload image files or folders", parents=[remote])
     up.add_argument("paths", nargs="+", type=Path, metavar="DIR|FILE")
     up.add_argument("--prefix", default="", help="id prefix, e.g. products/")
+    _keys_parser(commands, remote)
     commands.add_parser("settings", help="print every setting as a Markdown table")
     return parser
+
+
+def _keys_parser(commands: argparse._SubParsersAction[Any], remote: Parser) -> None:
+    keys = commands.add_parser("keys", help="manage processing-API keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser(
+        "create", help="make a key; prints it (shown this once) on stdout", parents=[remote]
+    )
+    create.add_argument("name", help="who or what the key is for")
+    create.add_argument("--rate-per-s", type=float, help="average requests per second")
+    create.add_argument("--burst", type=int, help="requests at once above the rate")
+    create.add_argument("--daily-quota", type=int, help="requests per UTC day")
+    create.add_argument("--expires-at", help="RFC 3339 (2030-01-31T00:00:00Z) or unix seconds")
+    create.add_argument(
+        "--scope", action="append", dest="scopes", help="allow this scope (repeat; default all)"
+    )
+    create.add_argument("--prefix", help="confine the key's assets to this folder, e.g. acme/")
+    actions.add_parser("list", help="every key, without secrets", parents=[remote])
+    for action, what in (("disable", "refuse a key from now on"), ("delete", "remove a key")):
+        command = actions.add_parser(action, help=what, parents=[remote])
+        command.add_argument("id", help="the key id (the part after ik_)")
 
 
 def _port(raw: str) -> int:

@@ -1,10 +1,12 @@
-"""The admin API from the command line (`imgcdn templates apply`, `imgcdn upload`).
+"""The admin API from the command line (`imgcdn templates apply`, `imgcdn upload`,
+`imgcdn keys ...`).
 
 Plain blocking HTTP with the standard library: a CLI run is one request at a time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import urllib.error
@@ -158,3 +160,47 @@ def _progress(done: int, total: int, name: str) -> None:
     bar = "#" * filled + "." * (width - filled)
     sys.stderr.write(f"\r[{bar}] {done}/{total} {name[-40:]:<40}")
     sys.stderr.flush()
+
+
+def keys_command(client: AdminClient, args: argparse.Namespace) -> int:
+    """`imgcdn keys create|list|disable|delete`."""
+    if args.action == "create":
+        body: dict[str, Any] = {"name": args.name}
+        for name in ("rate_per_s", "burst", "daily_quota", "scopes", "prefix"):
+            if getattr(args, name) is not None:
+                body[name] = getattr(args, name)
+        if args.expires_at is not None:
+            raw = args.expires_at
+            body["expires_at"] = int(raw) if raw.isascii() and raw.isdigit() else raw
+        key = client.call("POST", "/v1/keys", json.dumps(body).encode(), "application/json")[1]
+        print(
+            f"created key {key['id']} ({key['name']}): keep it now, it is not shown again",
+            file=sys.stderr,
+        )
+        print(key["key"])  # alone on stdout: KEY=$(imgcdn keys create ...)
+        return 0
+    if args.action == "list":
+        _list_keys(client)
+        return 0
+    path = f"/v1/keys/{quote(args.id, safe='')}"
+    if args.action == "disable":
+        payload = json.dumps({"state": "disabled"}).encode()
+        client.call("PATCH", path, payload, "application/json")
+        print(f"{args.id}: disabled")
+        return 0
+    client.call("DELETE", path)
+    print(f"{args.id}: deleted")
+    return 0
+
+
+def _list_keys(client: AdminClient) -> None:
+    columns = ("id", "state", "rate_per_s", "burst", "daily_quota", "expires_at", "prefix", "name")
+    print("\t".join(columns))
+    cursor = ""
+    while True:
+        page = client.call("GET", f"/v1/keys?limit=1000&cursor={quote(cursor)}")[1]
+        for key in page["items"]:
+            print("\t".join("-" if key[c] in (None, "") else str(key[c]) for c in columns))
+        if not page["next_cursor"]:
+            return
+        cursor = page["next_cursor"]

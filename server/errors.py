@@ -221,3 +221,65 @@ class ResultNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__("no such result: it expired and was swept, or never existed")
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key {key_id!r}", param="id")
+
+
+class KeyDisabled(ImgcdnError):
+    status, code, report = 403, "key_disabled", False
+
+
+class KeyExpired(ImgcdnError):
+    status, code, report = 403, "key_expired", False
+
+
+class ScopeDenied(ImgcdnError):
+    status, code, report = 403, "scope_denied", False
+
+
+class RateLimited(ImgcdnError):
+    """Over the key's per-second rate (after its burst): retry after the given seconds."""
+
+    status, code, report = 429, "rate_limited", False
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(ImgcdnError):
+    """The key's requests for this UTC day are spent: retry after midnight UTC."""
+
+    status, code, report = 429, "quota_exceeded", False
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StateUnavailable(ImgcdnError):
+    """The shared state (limits, quotas, idempotency records) failed: a 503, never a 500,
+    since the request itself was fine and a retry can succeed."""
+
+    status, code = 503, "state_unavailable"
+    retry_after = 2
+
+
+class IdempotencyInProgress(ImgcdnError):
+    status, code, report = 409, "idempotency_in_progress", False
+    retry_after = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="idempotency_key")
+
+
+class IdempotencyKeyReused(ImgcdnError):
+    status, code, report = 422, "idempotency_key_reused", False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="idempotency_key")

@@ -17,9 +17,13 @@ from server.errors import StorageUnavailable
 from server.imaging.inspect import SourceLimits
 from server.imaging.options import RenderOptions
 from server.imaging.vips import RenderPool
+from server.keyfields import FieldDefaults
+from server.keys import KeyRegistry
 from server.results import ResultStore
 from server.settings import Settings
 from server.spec import Limits
+from server.state.base import StateStore
+from server.state.local import SqliteState
 from server.storage.base import AssetMeta, Storage
 from server.storage.local import LocalStorage
 from server.storage.s3 import S3Storage
@@ -38,6 +42,8 @@ class Runtime:
     templates: TemplateRegistry
     store: VariantStore
     originals: OriginalsCache | None
+    keys: KeyRegistry
+    state: StateStore
     flights: SingleFlight[tuple[Variant, str]] = field(default_factory=SingleFlight)
     meta_cache: TTLCache[str, AssetMeta] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=2.0)
@@ -86,6 +92,9 @@ class Runtime:
         else:
             storage = LocalStorage(settings.data_dir)
         tokens = settings.admin_tokens or (admin_token_file(settings.data_dir),)
+        state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
+        # Closed last: requests still finishing during shutdown record their answers.
+        stack.push_async_callback(state.close)
         store = VariantStore(storage, settings.variant_store, settings.variant_store_bytes)
         # Unwound after the render pool (in-flight renders finish first) and before the S3
         # client closes: the store writes that follow responses land before the exit.
@@ -103,6 +112,9 @@ class Runtime:
             await flights.settle()
 
         stack.push_async_callback(stop_rendering)
+        key_defaults = FieldDefaults(
+            settings.key_rate_per_s, settings.key_burst, settings.key_daily_quota or None
+        )
         return cls(
             settings=settings,
             storage=storage,
@@ -112,6 +124,8 @@ class Runtime:
             templates=TemplateRegistry(storage, settings.meta_ttl_s),
             store=store,
             originals=originals,
+            keys=KeyRegistry(storage, settings.meta_ttl_s, key_defaults),
+            state=state,
             flights=flights,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )

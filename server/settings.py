@@ -168,6 +168,11 @@ class Settings:
     log_level: str = "info"
     result_ttl_s: int = 3600
     public_url: str = ""
+    key_rate_per_s: float = 10.0
+    key_burst: int = 20
+    key_daily_quota: int = 0  # 0: unlimited
+    idempotency_max_bytes: int = 1 * MIB
+    state_timeout_s: float = 2.0
 
     @classmethod
     def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -374,6 +379,32 @@ FIELDS: dict[str, FieldSpec] = {
         _public_url,
         "absolute base URL of result links (/r/...), e.g. https://img.example.com; "
         "empty: the request's own",
+    ),
+    "key_rate_per_s": FieldSpec(
+        "IMGCDN_KEY_RATE_PER_S",
+        _float(0.001, 100_000),
+        "requests per second a new API key may make on average, when its creator gives none",
+    ),
+    "key_burst": FieldSpec(
+        "IMGCDN_KEY_BURST",
+        _int(1, 1_000_000),
+        "requests a new API key may make at once above its rate, when its creator gives none",
+    ),
+    "key_daily_quota": FieldSpec(
+        "IMGCDN_KEY_DAILY_QUOTA",
+        _int(0, 10**12),
+        "requests per UTC day a new API key may make, when its creator gives none (0: no quota)",
+    ),
+    "idempotency_max_bytes": FieldSpec(
+        "IMGCDN_IDEMPOTENCY_MAX_BYTES",
+        _int(0, 64 * MIB),
+        "largest answer body kept for an Idempotency-Key replay; a larger answer is not "
+        "replayed: the same request runs again (docs/api-keys.md)",
+    ),
+    "state_timeout_s": FieldSpec(
+        "IMGCDN_STATE_TIMEOUT_S",
+        _float(0.05, 60),
+        "longest wait for the shared state (rate limits, quotas, idempotency) before a 503",
     ),
 }
 

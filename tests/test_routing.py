@@ -23,6 +23,8 @@ ROUTES = {
     "/v1/templates/{name}": ("/v1/templates/card", {"GET", "HEAD", "PUT", "DELETE"}),
     "/v1/urls": ("/v1/urls", {"POST"}),
     "/v1/purge": ("/v1/purge", {"POST"}),
+    "/v1/keys": ("/v1/keys", {"GET", "HEAD", "POST"}),
+    "/v1/keys/{id}": ("/v1/keys/abcdefghijkl", {"GET", "HEAD", "PATCH", "DELETE"}),
     "/healthz": ("/healthz", {"GET", "HEAD"}),
     "/readyz": ("/readyz", {"GET", "HEAD"}),
     "/metrics": ("/metrics", {"GET", "HEAD"}),

@@ -1,0 +1,258 @@
+"""The shared state in one SQLite file in the data dir: exact across `serve --workers N`.
+
+Rates use pyrate-limiter's TokenBucket (GCRA: one "theoretical arrival time" per key)
+through its StateBucket, with this module's StateStore underneath. Each charge is one
+`BEGIN IMMEDIATE` transaction that reads the key's rate and today's quota count, decides,
+and writes both or neither, so concurrent workers queue on SQLite's write lock instead of
+over-admitting (docs/design/processing-api.md §5 has the measurements). WAL lets readers
+run beside that writer. Calls run on one thread per process that owns the connection:
+sqlite3 blocks, and a busy lock must never stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+from pyrate_limiter import Duration, Rate, RateItem, StateBucket, TokenBucket
+from pyrate_limiter.abstracts.algorithm import Decision, State, StateAlgorithm
+from pyrate_limiter.abstracts.store import StateStore as RateStore
+
+from server.errors import StateUnavailable
+from server.state.base import DAY_S, Charge, Claim, Policy, Stored
+
+T = TypeVar("T")
+SWEEP_EVERY_S = 60.0
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rate (key TEXT PRIMARY KEY, tat INTEGER NOT NULL, used_at REAL);
+CREATE TABLE IF NOT EXISTS quota (key TEXT, day INTEGER, used INTEGER NOT NULL,
+                                  PRIMARY KEY (key, day));
+CREATE TABLE IF NOT EXISTS idem (scope TEXT PRIMARY KEY, fingerprint BLOB NOT NULL,
+                                 token TEXT NOT NULL, done INTEGER NOT NULL, expires REAL NOT NULL,
+                                 status INTEGER, headers BLOB, body BLOB);
+"""
+_ALGORITHM = TokenBucket()
+
+
+def rate_of(policy: Policy) -> Rate:
+    # Per 1000 s, so a fractional rate (0.5/s) is still an integer count; burst as given.
+    return Rate(max(1, round(policy.rate_per_s * 1000)), 1000 * Duration.SECOND, policy.burst)
+
+
+class _KeyRow(RateStore):
+    """pyrate-limiter's view of one key's row; the caller holds the transaction. The daily
+    quota is checked here too, after the rate admits, so a refusal by either spends nothing."""
+
+    def __init__(self, db: sqlite3.Connection, key_id: str, policy: Policy, now_s: float) -> None:
+        self.db, self.key_id, self.policy, self.now_s = db, key_id, policy, now_s
+        self.day = int(now_s // DAY_S)
+        quota = policy.daily_quota
+        self.quota_rate = Rate(quota, Duration.DAY) if quota else None
+        self.tat = 0
+        self.used = 0
+
+    def load(self) -> None:
+        row = self.db.execute("SELECT tat FROM rate WHERE key = ?", (self.key_id,)).fetchone()
+        self.tat = int(row[0]) if row else 0
+        row = self.db.execute(
+            "SELECT used FROM quota WHERE key = ? AND day = ?", (self.key_id, self.day)
+        ).fetchone()
+        self.used = int(row[0]) if row else 0
+
+    def check(
+        self, algorithm: StateAlgorithm, rates: list[Rate], now: int, weight: int
+    ) -> Decision:
+        self.load()
+        state, decision = algorithm.step(rates, (self.tat,), now, weight)
+        if not decision.allowed:
+            return decision
+        quota = self.policy.daily_quota
+        if self.quota_rate is not None and quota is not None and self.used + weight > quota:
+            to_midnight_ms = math.ceil((DAY_S - self.now_s % DAY_S) * 1000)
+            return Decision(failing_rate=self.quota_rate, retry_after_ms=to_midnight_ms)
+        self.tat, self.used = int(state[0]), self.used + weight
+        self.db.execute(
+            "INSERT INTO rate (key, tat, used_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET tat = excluded.tat, used_at = excluded.used_at",
+            (self.key_id, self.tat, self.now_s),
+        )
+        self.db.execute(
+            "INSERT INTO quota (key, day, used) VALUES (?, ?, ?) ON CONFLICT (key, day) "
+            "DO UPDATE SET used = excluded.used",
+            (self.key_id, self.day, self.used),
+        )
+        return decision
+
+    def read(self, algorithm: StateAlgorithm, rates: list[Rate]) -> State:
+        self.load()
+        return (self.tat,)
+
+    def reset(self) -> None:
+        self.db.execute("DELETE FROM rate WHERE key = ?", (self.key_id,))
+
+
+class SqliteState:
+    """StateStore (server/state/base.py) over `<data dir>/state.sqlite3`."""
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.path, self.timeout_s = path, timeout_s
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcdn-state")
+        self._swept = 0.0
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, work)
+        except RuntimeError as exc:  # the executor is shut down: the process is stopping
+            raise StateUnavailable("rate limit and idempotency state closed") from exc
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            db = self._db if self._db is not None else self._open()
+            return work(db)
+        except sqlite3.Error as exc:  # locked past the timeout, disk full, unreadable file
+            if self._db is not None:  # start the next call on a fresh connection
+                self._db.close()
+                self._db = None
+            raise StateUnavailable("rate limit and idempotency state unavailable") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL: a power cut may lose the last few charges, never corrupt the file.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return db
+
+    async def charge(self, key_id: str, policy: Policy, cost: int = 1) -> Charge:
+        return await self._run(lambda db: _charge(db, key_id, policy, cost, time.time()))
+
+    async def claim(self, scope: str, fingerprint: bytes, in_flight_s: float) -> Claim:
+        return await self._run(lambda db: self._claim(db, scope, fingerprint, in_flight_s))
+
+    async def finish(self, scope: str, token: str, stored: Stored, keep_s: float) -> None:
+        headers = orjson.dumps(stored.headers)
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE idem SET done = 1, expires = ?, status = ?, headers = ?, body = ? "
+                "WHERE scope = ? AND token = ?",
+                (time.time() + keep_s, stored.status, headers, stored.body, scope, token),
+            )
+        )
+
+    async def release(self, scope: str, token: str) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "DELETE FROM idem WHERE scope = ? AND token = ? AND done = 0", (scope, token)
+            )
+        )
+
+    async def last_used(self, key_id: str) -> float | None:
+        def read(db: sqlite3.Connection) -> float | None:
+            row = db.execute("SELECT used_at FROM rate WHERE key = ?", (key_id,)).fetchone()
+            return float(row[0]) if row and row[0] is not None else None
+
+        return await self._run(read)
+
+    async def close(self) -> None:
+        def shut(db: sqlite3.Connection) -> None:
+            db.close()
+            self._db = None
+
+        if self._db is not None:
+            await self._run(shut)
+        self._thread.shutdown(wait=True)
+
+    def _claim(self, db: sqlite3.Connection, scope: str, fingerprint: bytes, ttl: float) -> Claim:
+        now = time.time()
+        with _transaction(db):
+            if now - self._swept > SWEEP_EVERY_S:  # expired records and past days' counts
+                self._swept = now
+                db.execute("DELETE FROM idem WHERE expires < ?", (now,))
+                db.execute("DELETE FROM quota WHERE day < ?", (int(now // DAY_S) - 1,))
+            row = db.execute(
+                "SELECT fingerprint, done, expires, status, headers, body FROM idem "
+                "WHERE scope = ?",
+                (scope,),
+            ).fetchone()
+            if row is not None and row[2] > now:
+                if not secrets.compare_digest(row[0], fingerprint):
+                    return Claim("reused")
+                if not row[1]:
+                    return Claim(
+                        "in_progress", retry_after_s=max(1, min(5, math.ceil(row[2] - now)))
+                    )
+                if row[5] is not None:
+                    headers = tuple((str(k), str(v)) for k, v in orjson.loads(row[4]))
+                    return Claim("replay", stored=Stored(row[3], headers, bytes(row[5])))
+            # None yet, expired (an in-flight mark of a killed process too), or kept without
+            # its body (over the cap): this request runs, and holds the record meanwhile.
+            token = secrets.token_hex(16)
+            db.execute(
+                "INSERT OR REPLACE INTO idem (scope, fingerprint, token, done, expires) "
+                "VALUES (?, ?, ?, 0, ?)",
+                (scope, fingerprint, token, now + ttl),
+            )
+            return Claim("run", token=token)
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE .. COMMIT: takes the write lock first, so two workers never both read
+    the same old value and then write (a deferred transaction would upgrade too late)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _charge(db: sqlite3.Connection, key_id: str, policy: Policy, cost: int, now: float) -> Charge:
+    rate = rate_of(policy)
+    row = _KeyRow(db, key_id, policy, now)
+    now_ms = int(now * 1000)
+    if cost == 0:
+        row.load()
+        return _report(policy, rate, row, now_ms, None)
+    bucket = StateBucket([rate], _ALGORITHM, row)
+    with _transaction(db):
+        decision = bucket.put_decision(RateItem(key_id, now_ms, cost))
+    assert isinstance(decision, Decision)  # a sync store gives a sync answer
+    return _report(policy, rate, row, now_ms, decision)
+
+
+def _report(
+    policy: Policy, rate: Rate, row: _KeyRow, now_ms: int, decision: Decision | None
+) -> Charge:
+    retry_s = math.ceil((decision.retry_after_ms or 1000) / 1000) if decision else 0
+    to_midnight = math.ceil(DAY_S - (now_ms / 1000) % DAY_S)
+    if decision is not None and not decision.allowed:
+        if decision.failing_rate is row.quota_rate:
+            return Charge("quota", policy.daily_quota or 0, 0, to_midnight, to_midnight)
+        return Charge("rate", policy.burst, 0, retry_s, max(1, retry_s))
+    owed = _ALGORITHM.consumed([rate], (row.tat,), now_ms)
+    rate_left = max(0, policy.burst - owed)
+    refill_s = math.ceil(max(0, row.tat - now_ms * 1000) / 1_000_000)
+    quota = policy.daily_quota
+    if quota is not None and quota - row.used < rate_left:
+        return Charge(None, quota, max(0, quota - row.used), to_midnight)
+    return Charge(None, policy.burst, rate_left, refill_s)
