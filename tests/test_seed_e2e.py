@@ -84,7 +84,7 @@ def test_the_seeds_example_runs_unchanged_and_every_step_answers_cleanly(
     # fetch fails as a source error naming image.url, not as a crash.
     assert error(answers[2])[1] == "image.url"
     assert error(answers[2])[0] in ("source_fetch_failed", "source_unavailable", "source_timeout")
-    assert error(answers[3]) == ("invalid_param", "image.id")  # "..." is no asset id
+    assert error(answers[3]) == ("asset_not_found", "image.id")  # a bare string is an asset id
     assert error(answers[4]) == ("invalid_param", "file")  # "..." is no image
     assert error(answers[5])[0] == "asset_not_found"  # get/ID: there is no asset ID
     assert answers[6] == {"items": [], "next_cursor": None}
