@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import metrics, results_sweep
+from server import metrics, results_sweep, schema
 from server.auth import rate_limit_headers
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
@@ -215,6 +215,9 @@ class RequestMiddleware:
             return
         started = time.perf_counter()
         correlation_id = _correlation_id(scope)
+        runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+        if runtime is not None:
+            schema.CAPS.set({"output_side": runtime.limits.max_side})
         sent: dict[str, object] = {"status": 0, "bytes": 0, "cache": None}
         body = {"in": 0, "out": 0}  # counted, not declared: a chunked body declares none
         head = scope["method"] == "HEAD"  # the app sends a body; the server drops it

@@ -41,7 +41,7 @@ COLOR = Custom(
 )
 FORMAT = Choice(FORMATS, "output format", aliases={"jpg": "jpeg"})
 QUALITY = Int(0, 100, "encoder quality; 0 is read as 1, libvips' lowest")
-SIDE = 65_500  # the largest IMGCDN_MAX_OUTPUT_SIDE; the configured one is checked in compile
+SIDE = 65_500  # the largest IMGCDN_MAX_OUTPUT_SIDE; a request sees its server's (schema.CAPS)
 _POSITIONS = {
     "top-left": "nw",
     "top-right": "ne",
@@ -69,8 +69,8 @@ OPS: dict[str, Op] = {
         _op(
             "resize",
             "Resize within, to cover, or to exactly a box",
-            width=Int(1, SIDE, "target width in pixels"),
-            height=Int(1, SIDE, "target height in pixels"),
+            width=Int(1, SIDE, "target width in pixels", cap="output_side"),
+            height=Int(1, SIDE, "target height in pixels", cap="output_side"),
             fit=Choice(
                 ("inside", "cover", "contain", "fill", "outside"),
                 "cover (the default with both sides) crops; contain pads; fill stretches",
@@ -95,7 +95,7 @@ OPS: dict[str, Op] = {
                 23, "W:H, e.g. 16:9", r"[0-9]{1,5}(\.[0-9]{1,2})?:[0-9]{1,5}(\.[0-9]{1,2})?", "W:H"
             ),
             target=Choice(("saliency", "face"), "what to keep (face needs the vision engine)"),
-            width=Int(1, SIDE, "then resize to this width"),
+            width=Int(1, SIDE, "then resize to this width", cap="output_side"),
         ),
         _op(
             "rotate",

@@ -13,12 +13,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from server.errors import InvalidParam
 
 Schema = dict[str, Any]
+# Bounds that are settings (IMGCDN_MAX_OUTPUT_SIDE as "output_side"), set per request by the
+# app: a field with `cap` states and enforces this server's bound, not the widest possible.
+CAPS: ContextVar[Mapping[str, int]] = ContextVar("schema_caps", default=MappingProxyType({}))
 _DIGITS = re.compile(r"-?[0-9]{1,15}", re.ASCII)
 _DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?([eE][-+]?[0-9]{1,3})?", re.ASCII)
 
@@ -48,6 +53,11 @@ class Int(Field):
     lo: int
     hi: int
     description: str = ""
+    cap: str | None = None  # a CAPS name lowering `hi` to this server's setting
+
+    @property
+    def top(self) -> int:
+        return min(self.hi, CAPS.get().get(self.cap, self.hi)) if self.cap else self.hi
 
     def check(self, value: object, path: str, text: bool = False) -> int:
         if text and isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
@@ -64,7 +74,7 @@ class Int(Field):
         return value
 
     def schema(self) -> Schema:
-        return self._described({"type": "integer", "minimum": self.lo, "maximum": self.hi})
+        return self._described({"type": "integer", "minimum": self.lo, "maximum": self.top})
 
 
 @dataclass(frozen=True)

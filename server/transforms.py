@@ -78,8 +78,8 @@ def _hex(value: object, path: str, text: bool) -> str:
 
 
 FIELDS: dict[str, Field] = {
-    "width": Int(1, SIDE, "target width in CSS pixels (at most IMGCDN_MAX_OUTPUT_SIDE)"),
-    "height": Int(1, SIDE, "target height in CSS pixels"),
+    "width": Int(1, SIDE, "target width in CSS pixels", cap="output_side"),
+    "height": Int(1, SIDE, "target height in CSS pixels", cap="output_side"),
     "fit": Choice(FITS, "how the image fits the box (default cover with both sides, else inside)"),
     "format": Choice(("auto", *FORMATS), "output format; auto follows Accept", {"jpg": "jpeg"}),
     "quality": QUALITY,
