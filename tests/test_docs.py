@@ -193,20 +193,29 @@ def test_the_error_table_lists_every_code_the_server_and_nginx_answer():
     assert documented - server_errors() - nginx_errors() == set(), "documented codes no one answers"
 
 
-def test_the_admin_docs_list_every_admin_route_and_method():
-    routes = {
+def documented_routes(*pages: str) -> set[tuple[str, str]]:
+    return {
+        (method, path.split("?")[0])
+        for name in pages
+        for method, path in re.findall(r"`(GET|PUT|POST|DELETE|PATCH) (/v1/[^`\s]*)`", page(name))
+    }
+
+
+def app_routes(processing: bool) -> set[tuple[str, str]]:
+    return {
         (method, route.path.replace(":anypath", ""))
         for route in create_app(Settings()).routes
-        if route.path.startswith("/v1/")
+        if route.path.startswith("/v1/") and route.path.startswith("/v1/image/") == processing
         for method in route.methods - {"HEAD"}
     }
-    documented = {
-        (method, path.split("?")[0])
-        for method, path in re.findall(
-            r"`(GET|PUT|POST|DELETE|PATCH) (/v1/[^`\s]*)`", page("admin-api.md")
-        )
-    }
-    assert routes == documented
+
+
+def test_the_admin_docs_list_every_admin_route_and_method():
+    assert app_routes(processing=False) == documented_routes("admin-api.md")
+
+
+def test_the_processing_docs_list_every_processing_route_and_method():
+    assert app_routes(processing=True) == documented_routes("processing-api.md")
 
 
 def slug(heading: str) -> str:
