@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import struct
 import time
 
@@ -11,8 +12,10 @@ import pyvips
 from conftest import AUTH, IMAGES, error_body
 from inputs import difference, put, render
 
+from server.errors import RenderTimeout
 from server.imaging import decoders
-from server.imaging.inspect import SourceLimits, probe, sniff
+from server.imaging.inspect import SourceLimits, check_decodes, probe, sniff
+from server.imaging.vips import Cancel
 
 ORIENT6 = (IMAGES / "orient6.heic").read_bytes()
 LIMITS = SourceLimits(max_bytes=50 << 20, max_pixels=100_000_000, max_frames=256)
@@ -144,3 +147,26 @@ def test_a_heic_header_is_read_without_decoding_pixels():
 
     assert (head.width, head.height, head.images) == (4000, 3000, 2)
     assert elapsed < 0.05  # a 12 MP decode takes ~0.2 s or more
+
+
+def test_a_heic_decode_that_outlived_the_render_timeout_is_not_used():
+    # pi-heif cannot be interrupted: the decode runs to its end, then the render stops.
+    data = (IMAGES / "big-primary.heic").read_bytes()
+    info = probe(data, LIMITS)
+    cancel = Cancel()
+    cancel.kill()  # what the pool does at the timeout, here before the decode ends
+
+    with pytest.raises(RenderTimeout):
+        check_decodes(data, info, cancel)
+
+
+def test_a_decoded_heic_keeps_its_pixels_after_pi_heif_has_freed_its_own():
+    multi = (IMAGES / "multi.heic").read_bytes()
+    expected = decoders.decode(multi, "heic").copy_memory().avg()
+
+    image = decoders.decode(multi, "heic")  # lazy: libvips reads the pixels later
+    gc.collect()
+    for _ in range(3):  # reuse the memory libheif freed
+        decoders.decode(ORIENT6, "heic").copy_memory()
+
+    assert image.avg() == pytest.approx(expected)

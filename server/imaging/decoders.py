@@ -8,7 +8,7 @@ bundle the x265 encoder and are GPLv2 as a whole; pi-heif's are decoder-only, LG
 
 Neither library can be stopped mid-decode, so a timeout cannot cut a decode short: what
 bounds one is the pixel limit, checked on these headers before any decode starts (about
-0.2 s per 12 MP of HEIC; see docs/formats.md).
+2 s per 12 MP of HEIC on a loaded machine; docs/delivery.md#input-formats).
 """
 
 from __future__ import annotations
@@ -152,11 +152,15 @@ def _heic_decode(data: bytes) -> pyvips.Image:
     if bands is None:  # 16-bit or premultiplied layouts: let pi-heif's Pillow side convert
         image = primary.to_pillow().convert("RGBA" if "A" in primary.mode else "RGB")
         return _to_vips(image.tobytes(), width, height, len(image.mode), _heic_icc(primary))
+    # Copied out: the memoryview points into libheif's image, which is freed with the
+    # HeifFile, and libvips would read it later (the render failed on a freed buffer).
     row = width * bands
-    if stride != row:  # libheif pads rows to its alignment; libvips wants them packed
+    if stride == row:
+        packed = bytes(pixels)
+    else:  # libheif pads rows to its alignment; libvips wants them packed
         view = memoryview(pixels)
-        pixels = b"".join(view[y * stride : y * stride + row] for y in range(height))
-    return _to_vips(pixels, width, height, bands, _heic_icc(primary))
+        packed = b"".join(view[y * stride : y * stride + row] for y in range(height))
+    return _to_vips(packed, width, height, bands, _heic_icc(primary))
 
 
 def _heic_icc(image: pi_heif.HeifImage) -> bytes | None:
@@ -166,9 +170,7 @@ def _heic_icc(image: pi_heif.HeifImage) -> bytes | None:
     return bytes(icc) if icc and image.info.get("icc_profile_type") in ("prof", "rICC") else None
 
 
-def _to_vips(
-    pixels: bytes | memoryview, width: int, height: int, bands: int, icc: bytes | None
-) -> pyvips.Image:
+def _to_vips(pixels: bytes, width: int, height: int, bands: int, icc: bytes | None) -> pyvips.Image:
     image = pyvips.Image.new_from_memory(pixels, width, height, bands, "uchar")
     image = image.copy(interpretation="b-w" if bands <= 2 else "srgb")
     if icc:
