@@ -104,6 +104,13 @@ def test_a_heic_header_over_junk_is_a_422_not_a_500(client):
     assert error_body(put(client, "junk.heic", polyglot), 422)["code"] == "undecodable"
 
 
+@pytest.mark.parametrize(("width", "height"), [(0, 0), (10, 10), (6000, 6000)])
+def test_a_heic_whose_header_lies_within_the_limit_is_a_422_on_decode(client, width, height):
+    r = put(client, "lie.heic", with_ispe(ORIENT6, width, height))
+
+    assert "\n" not in error_body(r, 422)["message"]
+
+
 def test_post_names_a_heic_upload_heic_and_an_avif_upload_avif(client):
     avif = pyvips.Image.new_from_file(str(IMAGES / "photo.jpg")).heifsave_buffer(
         compression="av1", Q=30

@@ -115,8 +115,14 @@ def test_a_truncated_tiff_is_a_422_and_not_stored(client, fraction):
 
 @pytest.mark.parametrize(
     "data",
-    [b"II*\0" + b"\xff" * 64, b"MM\0*" + bytes(4), b"II*\0", b"II*\0" + bytes(4) + b"BM" * 40],
-    ids=["junk-ifd", "ifd-at-0", "magic-only", "polyglot"],
+    [
+        b"II*\0" + b"\xff" * 64,
+        b"MM\0*" + bytes(4),
+        b"II*\0",
+        b"II*\0" + bytes(4) + b"BM" * 40,
+        tiff(0, 8),
+    ],
+    ids=["junk-ifd", "ifd-at-0", "magic-only", "polyglot", "zero-width"],
 )
 def test_bytes_that_start_like_a_tiff_but_are_junk_are_a_422_not_a_500(client, data):
     r = put(client, "junk.tif", data)

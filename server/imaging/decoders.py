@@ -114,7 +114,7 @@ def _bmp_open(data: bytes) -> BmpImagePlugin.BmpImageFile:
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"source is too many pixels: {exc}") from exc
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise Undecodable(f"source cannot be decoded as bmp: {exc}") from exc
+        raise Undecodable(f"source cannot be decoded as bmp: {_message(exc)}") from exc
     assert isinstance(image, BmpImagePlugin.BmpImageFile)  # formats=["BMP"] above
     return image
 
@@ -126,7 +126,7 @@ def _bmp_decode(data: bytes) -> pyvips.Image:
         # ImageFile.LOAD_TRUNCATED_IMAGES stays False: a cut RLE stream is an error here.
         image.load()
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise Undecodable(f"source cannot be decoded as bmp: {exc}") from exc
+        raise Undecodable(f"source cannot be decoded as bmp: {_message(exc)}") from exc
     mode = _PIL_MODES.get(image.mode, "RGB")
     pixels = image if image.mode == mode else image.convert(mode)
     icc = image.info.get("icc_profile")
@@ -137,7 +137,7 @@ def _heif_open(data: bytes) -> pi_heif.HeifFile:
     try:
         return pi_heif.open_heif(io.BytesIO(data))
     except (ValueError, RuntimeError, OSError, EOFError) as exc:
-        raise Undecodable(f"source cannot be decoded as heic: {exc}") from exc
+        raise Undecodable(f"source cannot be decoded as heic: {_message(exc)}") from exc
 
 
 def _heic_decode(data: bytes) -> pyvips.Image:
@@ -146,7 +146,7 @@ def _heic_decode(data: bytes) -> pyvips.Image:
     try:
         pixels, stride = primary.data, primary.stride  # .data runs libde265 over the image
     except (ValueError, RuntimeError, OSError, EOFError) as exc:
-        raise Undecodable(f"source cannot be decoded as heic: {exc}") from exc
+        raise Undecodable(f"source cannot be decoded as heic: {_message(exc)}") from exc
     width, height = primary.size
     bands = {"L": 1, "RGB": 3, "RGBA": 4}.get(primary.mode)
     if bands is None:  # 16-bit or premultiplied layouts: let pi-heif's Pillow side convert
@@ -176,3 +176,8 @@ def _to_vips(pixels: bytes, width: int, height: int, bands: int, icc: bytes | No
     if icc:
         image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
     return image
+
+
+def _message(exc: Exception) -> str:
+    # libheif ends its messages with a newline; keep the error one line, and short.
+    return " ".join(str(exc).split())[:200]
