@@ -41,7 +41,7 @@ def timed(call: Callable[[], object], repeat: int) -> float:
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 1)
+    return round(statistics.median(times), 2)
 
 
 def decode(data: bytes) -> pyvips.Image:

@@ -7,8 +7,8 @@ bundle the x265 encoder and are GPLv2 as a whole; pi-heif's are decoder-only, LG
 (dynamically linked shared libraries), which an MIT project can ship beside.
 
 Neither library can be stopped mid-decode, so a timeout cannot cut a decode short: what
-bounds one is the pixel limit, checked on these headers before any decode starts (about
-2 s per 12 MP of HEIC on a loaded machine; docs/delivery.md#input-formats).
+bounds one is the pixel limit, checked on these headers before any decode starts (0.4 to
+0.6 s per 12 MP of HEIC, up to ~2 s on a busy machine; docs/delivery.md#input-formats).
 """
 
 from __future__ import annotations
