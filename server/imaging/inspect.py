@@ -165,6 +165,15 @@ def header(source: bytes | Path, kind: str, **options: Any) -> pyvips.Image:
         raise Undecodable(f"source cannot be decoded as {kind}: {_first_line(exc)}") from exc
 
 
+def thumbnail(source: bytes, width: int, height: int) -> pyvips.Image:
+    """An accepted source shrunk to fit `width` x `height`, as thumbnail_buffer does (a
+    watermark asset); heic and bmp are decoded first, libvips having no loader for them."""
+    kind = sniff(source)
+    if kind in ("heic", "bmp"):
+        return header(source, kind).thumbnail_image(width, height=height)
+    return pyvips.Image.thumbnail_buffer(source, width, height=height)
+
+
 def probe(data: bytes, limits: SourceLimits) -> SourceInfo:
     """Sniff, read the header, and enforce the byte, pixel and frame limits."""
     if len(data) > limits.max_bytes:
