@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".heic", ".heif"}
+IMAGE_SUFFIXES |= {".bmp", ".tif", ".tiff"}  # the server reads these too (docs/delivery.md)
 
 
 class ClientError(Exception):

@@ -32,7 +32,8 @@ ALLOWED_LOADERS = (
     "VipsForeignLoadPng",
     "VipsForeignLoadWebp",
     "VipsForeignLoadNsgif",
-    "VipsForeignLoadHeif",
+    "VipsForeignLoadHeif",  # AVIF; HEVC (HEIC) pixels are decoded by pi-heif instead
+    "VipsForeignLoadTiff",  # page 0 only (imaging/inspect.py); BMP is decoded by Pillow
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pyvips
 
 from server.errors import ImgcdnError, InvalidId, InvalidParam
+from server.imaging.inspect import thumbnail
 from server.names import validate_id
 
 POSITIONS = ("center", "n", "s", "e", "w", "ne", "nw", "se", "sw", "tile")
@@ -187,7 +188,7 @@ def _mark(
     """The mark `width` wide (less if it would be taller than `max_height`), in the image's
     space (b-w or sRGB), uchar, with an alpha band already scaled by the opacity."""
     if source is not None:
-        image = pyvips.Image.thumbnail_buffer(source, width, height=max_height)
+        image = thumbnail(source, width, max_height)  # any accepted upload: HEIC, BMP too
         if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
             image = image.colourspace("b-w" if image.bands <= 2 else "srgb").cast("uchar")
         if not image.hasalpha():

@@ -26,7 +26,9 @@ from server.routes.admin import (
 from server.runtime import Runtime
 from server.shapes import ASSET_JSON
 
+# By kind: "heif" is AVIF (AV1); HEVC HEIF is its own kind, "heic".
 EXTENSION = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "heif": "avif"}
+EXTENSION |= {"heic": "heic", "bmp": "bmp", "tiff": "tif"}
 
 
 async def put_asset(request: Request) -> Response:
