@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from server.errors import AssetNotFound, StorageUnavailable
+from server.imaging import exifsafe
 from server.imaging.inspect import SourceInfo, check_decodes, probe
 from server.imaging.vips import Cancel
 from server.names import validate_id
@@ -19,6 +20,9 @@ async def put_asset(rt: Runtime, asset_id: str, data: bytes) -> tuple[AssetMeta,
 
     Returns the metadata and whether the asset is new. Nothing is stored unless the
     whole upload decodes within the limits."""
+    # Stored without EXIF blocks that would trap libexif (imaging/exifsafe.py): the delivery
+    # path hands stored files to libvips as they are.
+    data = exifsafe.defuse(data)
 
     def validate(cancel: Cancel) -> SourceInfo:
         info = probe(data, rt.source_limits)

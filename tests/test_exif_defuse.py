@@ -4,11 +4,14 @@ byte for byte as it is; and the metadata answer still reads what it can of the c
 
 from __future__ import annotations
 
+import base64
 import struct
+import threading
+from collections.abc import Callable
 
 import pytest
 import pyvips
-from conftest import IMAGES
+from conftest import AUTH, IMAGES
 from exif_blobs import (
     ASCII,
     CAMERA_EXIF,
@@ -124,3 +127,28 @@ def test_the_metadata_answer_reads_what_it_can_of_a_hostile_block():
     answer = describe(data, probe(defuse(data), LIMITS))
     assert answer["exif"]["camera"] == {"make": "Abc"}
     assert (answer["width"], answer["height"]) == (800, 600)
+
+
+def _finishes(call: Callable[[], int], seconds: float = 30) -> int | None:
+    """`call`'s answer, or None if it is still running at the deadline (a trapped thread)."""
+    out: list[int] = []
+    thread = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    return out[0] if out else None
+
+
+def test_a_pointer_loop_upload_is_stored_defused_and_delivers_and_processes(client):
+    # 1000 pointers back at IFD0: libexif alone spends minutes on this header.
+    trap = in_jpeg((IMAGES / "photo.jpg").read_bytes(), fan_out(1000))
+    assert hostile(blocks(trap)[0][2])
+    put = _finishes(
+        lambda: client.put("/v1/assets/trap.jpg", content=trap, headers=AUTH).status_code
+    )
+    assert put == 201
+    assert _finishes(lambda: client.get("/t/_/trap.jpg?w=50").status_code) == 200
+    stored = client.get("/v1/assets/trap.jpg/original", headers=AUTH).content
+    assert stored != trap and not any(hostile(blob) for _, _, blob in blocks(stored))
+    body = {"image": {"base64": base64.b64encode(trap).decode()}, "width": 40}
+    resize = lambda: client.post("/v1/image/resize", json=body, headers=AUTH).status_code  # noqa: E731
+    assert _finishes(resize) == 200

@@ -17,7 +17,7 @@ from typing import Any
 import pyvips
 
 from server.errors import TooLarge, Undecodable, UnsupportedFormat
-from server.imaging import decoders
+from server.imaging import decoders, exifsafe
 from server.imaging.vips import Cancel
 from server.spec import Format
 
@@ -152,6 +152,11 @@ def header(source: bytes | Path, kind: str, **options: Any) -> pyvips.Image:
     whole decoded image (options do not apply), so call it only after `probe` passed."""
     if kind in ("heic", "bmp"):
         return decoders.decode(source, kind)
+    if isinstance(source, bytes):
+        # libexif, which libvips runs over every header, follows EXIF pointer loops without
+        # bound (a 12 KB file holds a thread for minutes): cut such blocks before it looks.
+        # Stored files were cut at upload (assets.put_asset).
+        source = exifsafe.defuse(source)
     if kind == "tiff":
         # Page 0 only, whatever the caller asks: a TIFF's pages are a document's pages,
         # not frames, and shrink-on-load does not apply.
@@ -171,7 +176,7 @@ def thumbnail(source: bytes, width: int, height: int) -> pyvips.Image:
     kind = sniff(source)
     if kind in ("heic", "bmp"):
         return header(source, kind).thumbnail_image(width, height=height)
-    return pyvips.Image.thumbnail_buffer(source, width, height=height)
+    return pyvips.Image.thumbnail_buffer(exifsafe.defuse(source), width, height=height)
 
 
 def probe(data: bytes, limits: SourceLimits) -> SourceInfo:
