@@ -193,11 +193,11 @@ def test_the_error_table_lists_every_code_the_server_and_nginx_answer():
     assert documented - server_errors() - nginx_errors() == set(), "documented codes no one answers"
 
 
-def documented_routes(*pages: str) -> set[tuple[str, str]]:
+def documented_routes(name: str, processing: bool) -> set[tuple[str, str]]:
     return {
         (method, path.split("?")[0])
-        for name in pages
         for method, path in re.findall(r"`(GET|PUT|POST|DELETE|PATCH) (/v1/[^`\s]*)`", page(name))
+        if path.startswith("/v1/image/") == processing
     }
 
 
@@ -211,11 +211,11 @@ def app_routes(processing: bool) -> set[tuple[str, str]]:
 
 
 def test_the_admin_docs_list_every_admin_route_and_method():
-    assert app_routes(processing=False) == documented_routes("admin-api.md")
+    assert app_routes(processing=False) == documented_routes("admin-api.md", processing=False)
 
 
 def test_the_processing_docs_list_every_processing_route_and_method():
-    assert app_routes(processing=True) == documented_routes("processing-api.md")
+    assert app_routes(processing=True) == documented_routes("processing-api.md", processing=True)
 
 
 def slug(heading: str) -> str:
@@ -257,3 +257,8 @@ def test_the_readme_links_to_every_docs_page():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for doc in PAGES:
         assert f"(docs/{doc.name})" in readme
+
+
+def test_the_processing_examples_run_and_print_what_the_docs_show(tmp_path):
+    examples = section(page("processing-api.md"), "## Examples")
+    assert run_examples(examples, tmp_path) >= 9
