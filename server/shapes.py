@@ -9,21 +9,14 @@ real answers against them. The processing API's request bodies live beside their
 
 from __future__ import annotations
 
+from server.imaging.metadata import GROUPS
+from server.keyfields import SCOPES
 from server.names import TEMPLATE_NAME
 from server.ops import FORMAT
 from server.schema import Array, Bool, Choice, Custom, Field, Int, Number, Obj, Schema, Text
 from server.spec import FITS, FMT_VALUES, GRAVITIES, MAX_EXP
 
 BIG = 2**53 - 1  # JSON's largest exact integer
-SCOPES = (
-    "image.process",
-    "image.metadata",
-    "image.upload",
-    "image.read",
-    "image.delete",
-    "image.urls",
-    "image.transformations",
-)  # server/auth.py's SCOPES (the keys branch); tests/test_openapi.py holds them equal
 
 
 def _as_is(value: object, path: str, text: bool) -> object:
@@ -157,7 +150,18 @@ _GROUP = described({"type": "object"}, "")
 METADATA = answer(
     "ImageMetadata",
     "Size (upright), format and EXIF groups; hostile EXIF gives partial metadata",
-    ("width", "height", "mime"),
+    (
+        "width",
+        "height",
+        "mime",
+        "format",
+        "bytes",
+        "frames",
+        "has_alpha",
+        "orientation",
+        "color_space",
+        "exif",
+    ),
     **_SIZE,
     format=_strings("jpeg, png, webp, gif, heif, ..."),
     frames=Int(1, BIG),
@@ -165,8 +169,9 @@ METADATA = answer(
     orientation=Int(1, 8, "EXIF orientation as stored"),
     color_space=_strings("srgb, cmyk, b-w, ..."),
     exif=Obj(
-        {g: _GROUP for g in ("basic", "camera", "device", "location", "temporal", "file")},
-        description="location has GPS in decimal degrees",
+        {g: _GROUP for g in GROUPS},
+        frozenset(GROUPS),
+        "every group always present ({} when empty); location has GPS in decimal degrees",
     ),
 )
 ASSET = answer(

@@ -123,4 +123,3 @@ OPERATIONS: tuple[Operation, ...] = (
     *keys(),
     *delivery(),
 )
-KEY_PATHS = frozenset(op.path for op in keys())
