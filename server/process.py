@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from server import formats, inputs, metrics, results
 from server.caching import SingleFlight
+from server.errors import ResultNotFound
 from server.imagerefs import Ref
 from server.imaging.chain import render_chain
 from server.imaging.inspect import SourceInfo, probe
@@ -32,7 +33,7 @@ _flights: SingleFlight[results.Result] = SingleFlight()
 class Outcome:
     result: results.Result
     reused: bool  # found in the result store (or joined a render in flight): nothing rendered
-    body: bytes | None = None  # the bytes, when this request rendered them
+    body: bytes | None = None  # the bytes, when asked for (or this request rendered them)
 
 
 def result_id(source_sha256: bytes, plan: Plan, marks: dict[int, bytes]) -> str:
@@ -45,8 +46,9 @@ def result_id(source_sha256: bytes, plan: Plan, marks: dict[int, bytes]) -> str:
     return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
-async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str) -> Outcome:
-    """Identify the input (and watermark images), then reuse or render the result."""
+async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool) -> Outcome:
+    """Identify the input (and watermark images), then reuse or render the result; with
+    `with_bytes`, the Outcome carries the result's bytes (base64 and binary answers)."""
     source = await inputs.identify(rt, ref, prefix)
     marks: dict[int, inputs.Input] = {}
     for index, stage in enumerate(plan.stages):
@@ -55,8 +57,14 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str) -> Outcome:
     rid = result_id(source.sha256, plan, {i: m.sha256 for i, m in marks.items()})
     found = await results.lookup(rt, rid)
     if found is not None:
-        metrics.result("reused")
-        return Outcome(await results.renew(rt, found), reused=True)
+        try:
+            # Read before renewing: bytes swept since the lookup mean rendering again.
+            body = await results.read(rt, found) if with_bytes else None
+        except ResultNotFound:
+            pass
+        else:
+            metrics.result("reused")
+            return Outcome(await results.renew(rt, found), reused=True, body=body)
 
     rendered: list[bytes] = []
 
@@ -69,7 +77,10 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str) -> Outcome:
 
     result, joined = await _flights.do(rid, work)
     metrics.result("reused" if joined else "saved")
-    return Outcome(result, reused=joined, body=rendered[0] if rendered else None)
+    body = rendered[0] if rendered else None
+    if body is None and with_bytes:
+        body = await results.read(rt, result)  # joined another request's render
+    return Outcome(result, reused=joined, body=body)
 
 
 async def _render(

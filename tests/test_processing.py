@@ -17,6 +17,8 @@ import pyvips
 from conftest import AUTH, IMAGES, decode, error_body, jpeg_bomb, png_bomb, upload
 from starlette.testclient import TestClient
 
+from server.results import object_keys
+
 PHOTO = (IMAGES / "photo.jpg").read_bytes()  # 800 x 600
 B64 = base64.b64encode(PHOTO).decode()
 
@@ -544,3 +546,17 @@ def test_batch_and_the_vision_index_endpoints_are_501_not_404(client: TestClient
 def test_the_photo_fixture_is_what_the_sizes_above_assume() -> None:
     image = pyvips.Image.new_from_file(str(Path(IMAGES / "photo.jpg")))
     assert (image.width, image.height) == (800, 600)
+
+
+def test_a_result_swept_under_a_cached_lookup_is_rendered_again(client: TestClient) -> None:
+    body = {"image": {"base64": B64}, "width": 77, "return": "base64"}
+    first = post(client, "resize", body)
+    result_id = post(client, "resize", {**body, "return": "url"}).json()["image_url"]
+    result_id = result_id.split("/r/")[1].split(".")[0]
+    storage = client.app.state.runtime.storage
+    bytes_key = object_keys(result_id)[0]
+    assert client.portal.call(storage.get_object, bytes_key) is not None
+    client.portal.call(storage.delete_object, bytes_key)  # swept by another process
+    again = post(client, "resize", body)
+    assert again.status_code == 200 and again.headers["x-cache"] == "miss"
+    assert again.json()["base64"] == first.json()["base64"]

@@ -213,7 +213,7 @@ async def _run(
     base = str(request.base_url)
 
     async def run() -> Response:
-        outcome = await process.run(rt, ref, plan, caller.prefix)
+        outcome = await process.run(rt, ref, plan, caller.prefix, with_bytes=mode != "url")
         return await _answer(rt, outcome, mode, base)
 
     fingerprint = _fingerprint(endpoint, fields, body)
@@ -236,7 +236,8 @@ async def _answer(rt: Runtime, outcome: process.Outcome, mode: str, base: str) -
             "expires_at": result.expires_at,
         }
         return json_response(answer, headers=headers)
-    data = outcome.body if outcome.body is not None else await results.read(rt, result)
+    data = outcome.body
+    assert data is not None  # process.run reads it for every mode but url
     if mode == "base64":
         return json_response(
             {
