@@ -560,3 +560,29 @@ def test_a_result_swept_under_a_cached_lookup_is_rendered_again(client: TestClie
     again = post(client, "resize", body)
     assert again.status_code == 200 and again.headers["x-cache"] == "miss"
     assert again.json()["base64"] == first.json()["base64"]
+
+
+def test_identical_requests_in_flight_together_render_once(live_server: str) -> None:
+    body = {"image": {"base64": B64}, "ops": [{"op": "blur", "params": {"sigma": 7}}]}
+    with httpx.Client(base_url=live_server, timeout=60) as http:
+        before = http.get("/metrics").text
+
+        def count(text: str) -> float:
+            found = re.findall(r"^imgcdn_render_seconds_count\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+            return sum(float(v) for v in found)
+
+        answers: list[httpx.Response] = []
+        barrier = threading.Barrier(8)
+
+        def one() -> None:
+            barrier.wait()
+            answers.append(http.post("/v1/image/process", json=body, headers=AUTH))
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [r.status_code for r in answers] == [200] * 8
+        assert len({r.json()["image_url"] for r in answers}) == 1
+        assert count(http.get("/metrics").text) - count(before) == 1
