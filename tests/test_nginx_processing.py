@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import re
+import select
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -259,6 +261,63 @@ def test_a_body_at_the_limit_passes_nginx_to_imgcdn(front: Front, api_key: str, 
     assert answer.error()["code"] == "source_too_large"
     assert "limit is 70167210" in answer.error()["message"]  # imgcdn's, not nginx's
     assert len(upstream("/v1/image/resize")) == 1
+
+
+def test_an_upload_asking_100_continue_is_answered_by_nginx_then_processed(
+    front: Front, api_key: str
+):
+    # curl sends Expect: 100-continue with any body over 1 MB: nginx answers it itself.
+    body = b'{"image": {"base64": "%s"}, "width": 40}' % B64.encode()
+    head = (
+        b"POST /v1/image/resize?return=binary HTTP/1.1\r\nHost: x\r\nX-API-KEY: %s\r\n"
+        b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n\r\n" % (api_key.encode(), len(body))
+    )
+    with socket.create_connection(("127.0.0.1", front.port), timeout=30) as sock:
+        sock.sendall(head)
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer = read_answer(sock, deadline_s=60)
+    assert answer.status == 200, answer.body[:200]
+    assert decode(answer.body).width == 40
+
+
+def test_a_stalled_upload_is_cut_off_by_nginx_and_never_reaches_imgcdn(
+    repo_front: Front,  # noqa: F811
+    k8s_front: Front,  # noqa: F811
+    api_key: str,
+    upstream,  # noqa: F811
+):
+    # client_body_timeout: 10 s between two reads of a body. uvicorn would wait for ever.
+    head = (
+        b"POST /v1/image/resize HTTP/1.1\r\nHost: x\r\nX-API-KEY: %s\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image"'
+        % api_key.encode()
+    )
+    socks = [
+        socket.create_connection(("127.0.0.1", f.port), timeout=5) for f in (repo_front, k8s_front)
+    ]
+    started = time.monotonic()
+    ended: dict[int, float] = {}
+    try:
+        for sock in socks:
+            sock.sendall(head)
+        while len(ended) < len(socks) and time.monotonic() - started < 20:
+            waiting = [s for s in socks if s.fileno() not in ended]
+            readable, _, _ = select.select(waiting, [], [], 1.0)
+            for sock in readable:
+                try:
+                    data = sock.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    ended[sock.fileno()] = time.monotonic() - started
+    finally:
+        for sock in socks:
+            sock.close()
+    assert len(ended) == 2
+    assert all(9 <= after <= 14 for after in ended.values()), ended
+    assert upstream("/v1/image/") == []
 
 
 ADMIN = [
