@@ -238,7 +238,7 @@ def test_a_body_over_the_limit_is_nginx_s_413_in_json(front: Front, api_key: str
     assert answer.headers["cache-control"] == "no-store"
     assert answer.error() == {
         "code": "source_too_large",
-        "message": "the request body is over the 68 MB limit",
+        "message": "body is over the 71303168 byte (68 MiB) limit of nginx",
         "param": "body",
     }
     assert upstream("/v1/image/") == []
