@@ -339,6 +339,9 @@ ADMIN = [
     ("GET", "/v1/keys/../openapi.json"),
     ("GET", "/v1/assets/../../docs"),
     ("GET", "/v1/assets/../../docs/static/docs.js"),
+    ("GET", "/v1/assets/../../t/_/photo.jpg"),
+    ("GET", "/v1/assets/../../r/x.jpg?exp=1&sig=x"),
+    ("GET", "/v1/assets/../../healthz"),
 ]
 
 
