@@ -377,8 +377,8 @@ FIELDS: dict[str, FieldSpec] = {
     "public_url": FieldSpec(
         "IMGCDN_PUBLIC_URL",
         _public_url,
-        "absolute base URL of result links (/r/...), e.g. https://img.example.com; "
-        "empty: the request's own",
+        "absolute base URL of the links answers give (results /r/..., assets, delivery "
+        "URLs), e.g. https://img.example.com; empty: the request's own",
     ),
     "key_rate_per_s": FieldSpec(
         "IMGCDN_KEY_RATE_PER_S",

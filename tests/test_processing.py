@@ -586,3 +586,17 @@ def test_identical_requests_in_flight_together_render_once(live_server: str) -> 
         assert [r.status_code for r in answers] == [200] * 8
         assert len({r.json()["image_url"] for r in answers}) == 1
         assert count(http.get("/metrics").text) - count(before) == 1
+
+
+def test_every_absolute_url_an_answer_gives_starts_with_the_public_url(make_client: Any) -> None:
+    client = make_client(public_url="https://img.example.com/base")
+    upload(client, "p.jpg", "photo.jpg")
+    urls = [
+        post(client, "resize", {"image": {"id": "p.jpg"}, "width": 20}).json()["image_url"],
+        post(client, "upload", {"file": B64}).json()["url"],
+        client.get("/v1/image/get/p.jpg", headers=AUTH).json()["url"],
+        post(client, "deliver_url", {"image_id": "p.jpg", "transform": {"width": 9}}).json()["url"],
+        client.post("/v1/urls", json={"id": "p.jpg"}, headers=AUTH).json()["url"],
+        client.get("/v1/assets/p.jpg", headers=AUTH).json()["url"],
+    ]
+    assert all(u.startswith("https://img.example.com/base/") for u in urls), urls

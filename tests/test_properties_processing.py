@@ -1,6 +1,7 @@
 """One property through the real app: whatever body a program posts to the processing API
 (any op, any params, any image reference, JSON or form), the answer is a result or a JSON
-4xx/501 naming the problem, never a 5xx. 300 examples, about 5 s: the renders are of a small image."""
+4xx/501 naming the problem, never a 5xx. 300 examples, about 5 s: the renders are of a small
+image."""
 
 from __future__ import annotations
 

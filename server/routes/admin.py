@@ -51,6 +51,13 @@ def authorize(request: Request) -> Runtime:
     return rt
 
 
+def public_base(request: Request) -> str:
+    """The base of every absolute URL an answer gives (asset, delivery and result URLs):
+    IMGCDN_PUBLIC_URL when set, else the request's own (scheme and Host, as uvicorn saw)."""
+    rt: Runtime = request.app.state.runtime
+    return rt.settings.public_url or str(request.base_url).rstrip("/")
+
+
 def is_json(request: Request, body: bytes) -> bool:
     """The one rule every admin endpoint follows to decide that `body` is JSON."""
     media = media_type(request)

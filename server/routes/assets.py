@@ -20,6 +20,7 @@ from server.routes.admin import (
     decode_cursor,
     encode_cursor,
     page_limit,
+    public_base,
     read_upload,
     read_upload_or_json,
 )
@@ -39,7 +40,7 @@ async def put_asset(request: Request) -> Response:
     if not created:
         await edge.purge(rt, edge.asset_tag(asset_id))  # new bytes: the edges drop the old
     return json_response(
-        assets.public_json(meta, str(request.base_url)),
+        assets.public_json(meta, public_base(request)),
         status=201 if created else 200,
         headers={"Cache-Control": NO_STORE},
     )
@@ -62,7 +63,7 @@ async def post_asset(request: Request) -> Response:
     asset_id = assets.content_id(prefix, data, EXTENSION[sniff(data)])
     meta, created = await assets.put_asset(rt, asset_id, data)
     return json_response(
-        assets.public_json(meta, str(request.base_url)),
+        assets.public_json(meta, public_base(request)),
         status=201 if created else 200,
         headers={"Cache-Control": NO_STORE},
     )
@@ -101,7 +102,7 @@ async def list_assets(request: Request) -> Response:
     limit = page_limit(request)
     after = decode_cursor(request.query_params.get("cursor"))
     found, last = await assets.page(rt, prefix, after, limit)
-    base = str(request.base_url)
+    base = public_base(request)
     items = [assets.public_json(m, base) for m in found]
     cursor = encode_cursor(last) if last is not None else None
     return json_response(
@@ -134,5 +135,5 @@ async def get_asset(request: Request) -> Response:
     asset_id = validate_id(request.path_params["id"])
     meta = await assets.get_meta(rt, asset_id)
     return json_response(
-        assets.public_json(meta, str(request.base_url)), headers={"Cache-Control": NO_STORE}
+        assets.public_json(meta, public_base(request)), headers={"Cache-Control": NO_STORE}
     )

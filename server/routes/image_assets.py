@@ -27,6 +27,7 @@ from server.routes.admin import (
     is_json,
     page_limit,
     parse_json,
+    public_base,
     read_body,
     unsupported_body,
 )
@@ -184,7 +185,7 @@ async def delete_image(request: Request) -> Response:
 
 def runtime(request: Request) -> tuple[Runtime, str]:
     rt: Runtime = request.app.state.runtime
-    return rt, str(request.base_url).rstrip("/")
+    return rt, public_base(request)
 
 
 def mapping(sent: Any) -> dict[str, Any]:

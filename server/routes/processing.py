@@ -21,6 +21,7 @@ from server.errors import BadRequest, InvalidOp, InvalidParam, NotAvailable
 from server.imagerefs import REF, Ref
 from server.json import NO_STORE, json_response
 from server.ops import MAX_STEPS, OPS, STEP, STEP_PARAMS, Plan, check_step, compile_ops
+from server.routes.admin import public_base
 from server.routes.bodies import Body, read_request
 from server.runtime import Runtime
 from server.schema import Array, Choice, Field, Obj, Text
@@ -210,7 +211,7 @@ async def _run(
     plan: Plan,
 ) -> Response:
     mode = _mode(request, fields)
-    base = str(request.base_url)
+    base = public_base(request)
 
     async def run() -> Response:
         outcome = await process.run(rt, ref, plan, caller.prefix, with_bytes=mode != "url")

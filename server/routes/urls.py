@@ -11,7 +11,7 @@ from server import assets, edge, urls, variants
 from server.errors import BadRequest, InvalidParam, ParamNotAllowed
 from server.json import NO_STORE, json_response
 from server.names import validate_id, validate_template_name
-from server.routes.admin import authorize, read_json
+from server.routes.admin import authorize, public_base, read_json
 from server.runtime import Runtime
 from server.shapes import PURGE, URLS
 from server.spec import parse_params
@@ -30,7 +30,7 @@ async def post_urls(request: Request) -> Response:
     name = validate_template_name(body.get("template") or "_")
     template = NO_TEMPLATE if name == "_" else await rt.templates.get(name, rt.limits)
     params = _url_params(body.get("params"))
-    base = str(request.base_url).rstrip("/")
+    base = public_base(request)
     answer = await ready_url(
         rt, base, asset_id, template, params, body.get("expires_in_s"), body.get("widths")
     )
