@@ -131,7 +131,7 @@ class SqliteState:
             self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            db.execute("PRAGMA journal_mode = WAL")
+            _wal(db, time.monotonic() + self.timeout_s)
             # NORMAL: a power cut may lose the last few charges, never corrupt the file.
             db.execute("PRAGMA synchronous = NORMAL")
             db.executescript(_SCHEMA)
@@ -256,3 +256,17 @@ def _report(
     if quota is not None and quota - row.used < rate_left:
         return Charge(None, quota, max(0, quota - row.used), to_midnight)
     return Charge(None, policy.burst, rate_left, refill_s)
+
+
+def _wal(db: sqlite3.Connection, deadline: float) -> None:
+    """Put the file in WAL mode. Workers that open a new file at once race for it, and SQLite
+    answers that race "database is locked" at once, without its busy handler: try again
+    (on the state thread, never the event loop) until the state timeout."""
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
