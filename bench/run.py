@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import load
+import processing
 import procstat
 
 BENCH = Path(__file__).resolve().parent
@@ -605,6 +606,93 @@ def run_soak(b: Bench) -> None:
     )
 
 
+def run_processing(b: Bench) -> None:
+    """Issue #11: POST /v1/image/process, cold (multipart and base64, every body a distinct
+    image) against the limit, repeated (served from the stored result), and what an API key
+    and its rate limit add (bench/processing.py)."""
+    if not b.wanted("processing"):
+        return
+    log("== processing API: POST /v1/image/process, 12 MP -> 800 px JPEG q80")
+    folder = processing.temp_folder()
+    try:
+        with imgcdn() as server:
+            _run_processing(b, server, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_processing(b: Bench, server: Imgcdn, folder: Path) -> None:
+    token = (server.data / "admin-token").read_text().strip()
+    admin = {"Authorization": f"Bearer {token}"}
+    status, _, made = http(
+        server.base + "/v1/keys",
+        "POST",
+        json.dumps({"name": "bench", "rate_per_s": 1e5, "burst": 10**6}).encode(),
+        {**admin, "Content-Type": "application/json"},
+    )
+    if status != 201:
+        raise RuntimeError(f"POST /v1/keys: {status} {made[:200]!r}")
+    keyed = {"X-API-KEY": json.loads(made)["key"]}
+    bodies = processing.cold_bodies(folder)
+    path = "/v1/image/process"
+
+    for kind, (prefix, suffix, ctype) in bodies.items():  # each shape renders, once
+        for counter in ("0" * 16, "9" * 16):
+            body = processing.sample_body(prefix, suffix, counter)
+            status, _, answer = http(
+                server.base + path, "POST", body, {**admin, "Content-Type": ctype}
+            )
+            if status != 200 or json.loads(answer)["width"] != 800:
+                raise RuntimeError(f"{kind} body: {status} {answer[:300]!r}")
+    b.limit("jpeg-800")
+    for kind, (prefix, suffix, ctype) in bodies.items():
+        for c in (4, 16):
+            b.serial += 1
+            procstat.wait_quiet(QUIET_MAX, log)
+            renders, outcomes = server.renders(), _outcomes(server)
+            result = processing.wrk_post(
+                server.base, path, prefix, suffix, {**admin, "Content-Type": ctype},
+                c, b.seconds, server.pid, b.serial,
+            )  # fmt: skip
+            row = b.record("processing", f"process {kind}, distinct images", result, "jpeg-800")
+            processing.settled(server.renders)
+            row["renders"] = server.renders() - renders
+            row["outcomes"] = {k: v - outcomes.get(k, 0) for k, v in _outcomes(server).items()}
+            row["ok"] = result["requests"] - result["non_2xx_3xx"]
+            log(f"  {row['ok']} x 200, {row['renders']} renders, results {row['outcomes']}")
+    repeated = folder / "repeated.json"
+    repeated.write_text(json.dumps({"image": {"id": "photo-12mp.jpg"}, "ops": processing.OPS}))
+    for _ in range(4):  # rendered once, then found by both workers
+        status, _, answer = http(
+            server.base + path, "POST", repeated.read_bytes(),
+            {**admin, "Content-Type": "application/json"},
+        )  # fmt: skip
+        if status != 200:
+            raise RuntimeError(f"repeated body: {status} {answer[:300]!r}")
+    # Admin token and API key back to back, twice, so drift shows as a spread.
+    for who, headers in (("admin token", admin), ("API key", keyed)) * 2:
+        procstat.wait_quiet(QUIET_MAX, log)
+        renders = server.renders()
+        result = processing.wrk_post(
+            server.base, path, repeated, None, {**headers, "Content-Type": "application/json"},
+            16, b.seconds, server.pid, 0,
+        )  # fmt: skip
+        row = b.record("processing", f"process repeated (stored result), {who}", result)
+        row["renders"] = server.renders() - renders
+        log(f"  renders during the run: {row['renders']}")
+
+
+def _outcomes(server: Imgcdn) -> dict[str, float]:
+    """imgcdn_results_total by outcome (saved, reused), summed over the workers."""
+    text = http(server.base + "/metrics")[2].decode()
+    found: dict[str, float] = {}
+    for outcome, value in re.findall(
+        r'^imgcdn_results_total{[^}]*outcome="([a-z]+)"[^}]*} ([0-9.e+]+)$', text, re.M
+    ):
+        found[outcome] = found.get(outcome, 0) + float(value)
+    return found
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -797,7 +885,7 @@ def main() -> None:
     ap.add_argument(
         "--only",
         help="comma-separated: codecs,cold,scaling,latency,warm,nginx,stampede,settings,memory,"
-        "soak",
+        "soak,processing",
     )
     ap.add_argument("--no-peer", action="store_true", help="skip thumbor")
     ap.add_argument(
@@ -830,10 +918,13 @@ def main() -> None:
             baseline = None
             if a.baseline and b.wanted("cold"):
                 baseline = stack.enter_context(imgcdn(exe=a.baseline))
-            run_main(b, peer, Path(tmp), baseline)
+            main_runs = ("cold", "scaling", "latency", "warm", "nginx", "stampede")
+            if any(b.wanted(name) for name in main_runs):
+                run_main(b, peer, Path(tmp), baseline)
         run_settings(b)
         run_store(b)
         run_soak(b)
+        run_processing(b)
     b.facts["seconds"] = round(time.monotonic() - started)
     (out / "results.json").write_text(json.dumps({"rows": b.rows, "facts": b.facts}, indent=1))
     table = report(b)
