@@ -95,7 +95,8 @@ async def pieces(app: Any, clock: Clock, body: bytes, ctype: str) -> None:
         return fields, route._process_plan(rt, fields, steps), route._image(fields, got)
 
     fields, plan, ref = await clock.time("check fields (+ base64 decode)", check)
-    await clock.time("idempotency fingerprint", lambda: route._fingerprint("process", fields, got))
+    fingerprint = lambda: route._fingerprint("process", fields, got)  # noqa: E731
+    await clock.time("idempotency fingerprint (with a key)", fingerprint)
     source = await clock.time("sha256 of the input", inputs.identify(rt, ref, ""))
     rid = result_id(source.sha256, plan, {})
     await clock.time("result lookup (a miss)", results.lookup(rt, rid))
