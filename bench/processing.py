@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -103,6 +104,7 @@ def wrk_post(
     cmd += ["--timeout", "60s", "-s", str(HERE / "post.lua"), base]
     watch = load.Watch(pid)
     watch.start()
+    client = _children_cpu()
     done = subprocess.run(  # noqa: S603 - our own command line
         cmd, env=env, capture_output=True, text=True, timeout=seconds + 120, check=False
     )
@@ -111,9 +113,18 @@ def wrk_post(
         raise RuntimeError(f"wrk gave no result: {done.stdout}{done.stderr}")
     result: dict[str, Any] = json.loads(lines[-1])
     result.update(watch.stop(result["requests"]))
+    # wrk shares the cores with the server (the limit has them to itself): its cost, shown.
+    result["client_cpu_ms_per_req"] = round(
+        1000 * (_children_cpu() - client) / max(result["requests"], 1), 2
+    )
     result["rps"] = round(result["requests"] / result["seconds"], 1)
     result["connections"] = connections
     return result
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def settled(read: Any, seconds: float = 10.0) -> float:
