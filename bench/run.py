@@ -675,7 +675,7 @@ def _run_processing(b: Bench, servers: list[tuple[str, Imgcdn]], folder: Path) -
             for name, each in servers:
                 b.serial += 1
                 procstat.wait_quiet(QUIET_MAX, log)
-                renders, outcomes = each.renders(), _outcomes(each)
+                renders, outcomes, statuses = each.renders(), _outcomes(each), _statuses(each)
                 result = processing.wrk_post(
                     each.base, PROCESS_PATH, prefix, suffix,
                     {**_admin(each), "Content-Type": ctype}, c, b.seconds, each.pid, b.serial,
@@ -685,9 +685,11 @@ def _run_processing(b: Bench, servers: list[tuple[str, Imgcdn]], folder: Path) -
                 processing.settled(each.renders)
                 row["renders"] = each.renders() - renders
                 row["outcomes"] = {k: v - outcomes.get(k, 0) for k, v in _outcomes(each).items()}
+                row["statuses"] = _delta(_statuses(each), statuses)
                 row["ok"] = result["requests"] - result["non_2xx_3xx"]
                 log(
-                    f"  {row['ok']} x 200, {row['renders']} renders, results {row['outcomes']}; "
+                    f"  {row['ok']} x 200, {row['renders']} renders, results {row['outcomes']}, "
+                    f"statuses {row['statuses']}; "
                     f"wrk {result['client_cpu_ms_per_req']} CPU ms/req"
                 )
     repeated = folder / "repeated.json"
@@ -704,25 +706,42 @@ def _run_processing(b: Bench, servers: list[tuple[str, Imgcdn]], folder: Path) -
     pairs = (("admin token", admin), ("API key", keyed))
     for c, (who, headers) in [(16, pair) for pair in pairs * 2] + [(1, pair) for pair in pairs]:
         procstat.wait_quiet(QUIET_MAX, log)
-        renders = server.renders()
+        renders, statuses = server.renders(), _statuses(server)
         result = processing.wrk_post(
             server.base, PROCESS_PATH, repeated, None,
             {**headers, "Content-Type": "application/json"}, c, b.seconds, server.pid, 0,
         )  # fmt: skip
         row = b.record("processing", f"process repeated (stored result), {who}", result)
         row["renders"] = server.renders() - renders
-        log(f"  renders during the run: {row['renders']}")
+        row["statuses"] = _delta(_statuses(server), statuses)
+        log(f"  renders during the run: {row['renders']}; statuses {row['statuses']}")
+
+
+def _by_label(server: Imgcdn, name: str, label: str, where: str = "") -> dict[str, float]:
+    """A labelled counter from /metrics by one label's value, summed over the workers;
+    only the series whose labels contain `where`."""
+    text = http(server.base + "/metrics")[2].decode()
+    found: dict[str, float] = {}
+    pattern = rf"^{name}{{([^}}]*)}} ([0-9.e+]+)$"
+    for labels, value in re.findall(pattern, text, re.M):
+        got = re.search(rf'{label}="([^"]*)"', labels)
+        if got and where in labels:
+            found[got[1]] = found.get(got[1], 0) + float(value)
+    return found
 
 
 def _outcomes(server: Imgcdn) -> dict[str, float]:
-    """imgcdn_results_total by outcome (saved, reused), summed over the workers."""
-    text = http(server.base + "/metrics")[2].decode()
-    found: dict[str, float] = {}
-    for outcome, value in re.findall(
-        r'^imgcdn_results_total{[^}]*outcome="([a-z]+)"[^}]*} ([0-9.e+]+)$', text, re.M
-    ):
-        found[outcome] = found.get(outcome, 0) + float(value)
-    return found
+    """imgcdn_results_total by outcome (saved, reused)."""
+    return _by_label(server, "imgcdn_results_total", "outcome")
+
+
+def _statuses(server: Imgcdn) -> dict[str, float]:
+    """imgcdn_requests_total of the process route, by status."""
+    return _by_label(server, "imgcdn_requests_total", "status", PROCESS_PATH)
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
 # --- the report --------------------------------------------------------------------------
