@@ -1037,6 +1037,7 @@ def processing_targets(
             extra = (
                 f"; in-process authenticate {key - inproc.get('admin token (no state)', 0):.0f} us"
             )
+        failed = sum(r["errors"] + r["non_2xx_3xx"] for r in keyed + repeated("API key", 1))
         alone = [
             k["p50_ms"] - a["p50_ms"]
             for a, k in zip(repeated("admin token", 1), repeated("API key", 1), strict=True)
@@ -1046,8 +1047,9 @@ def processing_targets(
                 "API key + rate limit < 0.5 ms per request (vs admin token)",
                 "CPU ms/req +" + " / +".join(f"{d:.2f}" for d in cpu)
                 + " (c=16); p50 ms " + " / ".join(f"{d:+.2f}" for d in p50) + " (c=16), "
-                + " / ".join(f"{d:+.2f}" for d in alone) + " (c=1)" + extra,
-                max(cpu) < 0.5 and max(alone, default=0) < 0.5,
+                + " / ".join(f"{d:+.2f}" for d in alone) + " (c=1)" + extra
+                + f"; errors with a key: {failed}",
+                max(cpu) < 0.5 and max(alone, default=0) < 0.5 and failed == 0,
             )
         )  # fmt: skip
     return found
