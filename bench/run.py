@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import load
+import processing
 import procstat
 
 BENCH = Path(__file__).resolve().parent
@@ -605,6 +606,144 @@ def run_soak(b: Bench) -> None:
     )
 
 
+def run_processing(b: Bench, baseline: Path | None = None) -> None:
+    """Issue #11: POST /v1/image/process, cold (multipart and base64, every body a distinct
+    image) against the limit, repeated (served from the stored result), and what an API key
+    and its rate limit add (bench/processing.py). With `baseline` (an earlier imgcdn), each
+    cold run is made on it too, back to back against the same limit."""
+    if not b.wanted("processing"):
+        return
+    log("== processing API: POST /v1/image/process, 12 MP -> 800 px JPEG q80")
+    folder = processing.temp_folder()
+    try:
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(imgcdn())
+            servers = [("", server)]
+            if baseline:
+                servers.insert(0, ("baseline: ", stack.enter_context(imgcdn(exe=baseline))))
+            _run_processing(b, servers, folder)
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, str(BENCH / "auth_cost.py")],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+        b.facts["auth_cost"] = [json.loads(line) for line in done.stdout.splitlines()]
+        for row in b.facts["auth_cost"]:
+            log(f"  authenticate in-process, {row['case']}: {row['cpu_us']} CPU us per call")
+        procstat.wait_quiet(QUIET_MAX, log)
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, str(BENCH / "process_cost.py"), "--rounds", "20"],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+        b.facts["process_cost"] = [json.loads(line) for line in done.stdout.splitlines()]
+        for row in b.facts["process_cost"]:
+            log(f"  {row['kind']}, CPU ms per piece in-process: {row['cpu_ms']}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+PROCESS_PATH = "/v1/image/process"
+
+
+def _admin(server: Imgcdn) -> dict[str, str]:
+    return {"Authorization": "Bearer " + (server.data / "admin-token").read_text().strip()}
+
+
+def _run_processing(b: Bench, servers: list[tuple[str, Imgcdn]], folder: Path) -> None:
+    server = servers[-1][1]  # this checkout's
+    admin = _admin(server)
+    status, _, made = http(
+        server.base + "/v1/keys",
+        "POST",
+        json.dumps({"name": "bench", "rate_per_s": 1e5, "burst": 10**6}).encode(),
+        {**admin, "Content-Type": "application/json"},
+    )
+    if status != 201:
+        raise RuntimeError(f"POST /v1/keys: {status} {made[:200]!r}")
+    keyed = {"X-API-KEY": json.loads(made)["key"]}
+    bodies = processing.cold_bodies(folder)
+    for kind, (prefix, suffix, ctype) in bodies.items():  # each shape renders, once
+        for counter in ("0" * 16, "9" * 16):
+            body = processing.sample_body(prefix, suffix, counter)
+            for _, each in servers:
+                headers = {**_admin(each), "Content-Type": ctype}
+                status, _, answer = http(each.base + PROCESS_PATH, "POST", body, headers)
+                if status != 200 or json.loads(answer)["width"] != 800:
+                    raise RuntimeError(f"{kind} body: {status} {answer[:300]!r}")
+    b.limit("jpeg-800")
+    for kind, (prefix, suffix, ctype) in bodies.items():
+        for c in (4, 16):
+            for name, each in servers:
+                b.serial += 1
+                procstat.wait_quiet(QUIET_MAX, log)
+                renders, outcomes, statuses = each.renders(), _outcomes(each), _statuses(each)
+                result = processing.wrk_post(
+                    each.base, PROCESS_PATH, prefix, suffix,
+                    {**_admin(each), "Content-Type": ctype}, c, b.seconds, each.pid, b.serial,
+                )  # fmt: skip
+                label = f"{name}process {kind}, distinct images"
+                row = b.record("processing", label, result, "jpeg-800")
+                processing.settled(each.renders)
+                row["renders"] = each.renders() - renders
+                row["outcomes"] = {k: v - outcomes.get(k, 0) for k, v in _outcomes(each).items()}
+                row["statuses"] = _delta(_statuses(each), statuses)
+                row["ok"] = result["requests"] - result["non_2xx_3xx"]
+                log(
+                    f"  {row['ok']} x 200, {row['renders']} renders, results {row['outcomes']}, "
+                    f"statuses {row['statuses']}; "
+                    f"wrk {result['client_cpu_ms_per_req']} CPU ms/req"
+                )
+    repeated = folder / "repeated.json"
+    repeated.write_text(json.dumps({"image": {"id": "photo-12mp.jpg"}, "ops": processing.OPS}))
+    for _ in range(4):  # rendered once, then found by both workers
+        status, _, answer = http(
+            server.base + PROCESS_PATH, "POST", repeated.read_bytes(),
+            {**admin, "Content-Type": "application/json"},
+        )  # fmt: skip
+        if status != 200:
+            raise RuntimeError(f"repeated body: {status} {answer[:300]!r}")
+    # Admin token and API key back to back, twice at c=16 so drift shows as a spread, then
+    # at c=1: there the p50 difference is the time a key adds, not queueing behind others.
+    pairs = (("admin token", admin), ("API key", keyed))
+    for c, (who, headers) in [(16, pair) for pair in pairs * 2] + [(1, pair) for pair in pairs]:
+        procstat.wait_quiet(QUIET_MAX, log)
+        renders, statuses = server.renders(), _statuses(server)
+        result = processing.wrk_post(
+            server.base, PROCESS_PATH, repeated, None,
+            {**headers, "Content-Type": "application/json"}, c, b.seconds, server.pid, 0,
+        )  # fmt: skip
+        row = b.record("processing", f"process repeated (stored result), {who}", result)
+        row["renders"] = server.renders() - renders
+        row["statuses"] = _delta(_statuses(server), statuses)
+        log(f"  renders during the run: {row['renders']}; statuses {row['statuses']}")
+
+
+def _by_label(server: Imgcdn, name: str, label: str, where: str = "") -> dict[str, float]:
+    """A labelled counter from /metrics by one label's value, summed over the workers;
+    only the series whose labels contain `where`."""
+    text = http(server.base + "/metrics")[2].decode()
+    found: dict[str, float] = {}
+    pattern = rf"^{name}{{([^}}]*)}} ([0-9.e+]+)$"
+    for labels, value in re.findall(pattern, text, re.M):
+        got = re.search(rf'{label}="([^"]*)"', labels)
+        if got and where in labels:
+            found[got[1]] = found.get(got[1], 0) + float(value)
+    return found
+
+
+def _outcomes(server: Imgcdn) -> dict[str, float]:
+    """imgcdn_results_total by outcome (saved, reused)."""
+    return _by_label(server, "imgcdn_results_total", "outcome")
+
+
+def _statuses(server: Imgcdn) -> dict[str, float]:
+    """imgcdn_requests_total of the process route, by status."""
+    return _by_label(server, "imgcdn_requests_total", "status", PROCESS_PATH)
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -652,6 +791,27 @@ def report(b: Bench) -> str:
         out.append("")
     if "soak" in b.facts:
         out += soak_report(b.facts["soak"])
+    if "process_cost" in b.facts:
+        costs = b.facts["process_cost"]
+        out += [
+            "## Processing: CPU ms per piece of a cold request, in-process (median)",
+            "",
+            "| piece | " + " | ".join(c["kind"] for c in costs) + " |",
+            "|---|" + "---|" * len(costs),
+        ]
+        out += [
+            f"| {piece} | " + " | ".join(str(c["cpu_ms"].get(piece, "")) for c in costs) + " |"
+            for piece in costs[0]["cpu_ms"]
+        ]
+        out.append("")
+    if "auth_cost" in b.facts:
+        out += ["## authenticate, in-process (bench/auth_cost.py)", "",
+                "| case | CPU us/call | p50 us | p99 us |", "|---|---|---|---|"]  # fmt: skip
+        out += [
+            f"| {r['case']} | {r['cpu_us']} | {r['p50_us']} | {r['p99_us']} |"
+            for r in b.facts["auth_cost"]
+        ]
+        out.append("")
     out += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
     out += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(b)]
     return "\n".join(out) + "\n"
@@ -774,6 +934,7 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
                 growth <= 10,
             )
         )
+    found += processing_targets(rows, b.facts)
     if "soak" in b.facts:
         soak = b.facts["soak"]
         curve = soak["rss_mb_per_worker"]
@@ -791,13 +952,116 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
     return found
 
 
+def processing_targets(
+    rows: Callable[..., list[dict[str, Any]]], facts: dict[str, Any]
+) -> list[tuple[str, str, bool]]:
+    """Issue #11's targets, from run_processing's rows."""
+    found: list[tuple[str, str, bool]] = []
+    for kind in ("multipart", "base64"):
+        runs = rows(f"process {kind}, distinct images")
+        if not runs:
+            continue
+        ratios = [r["x_limit"] for r in runs]
+        # The limit's CPU per render over the server's per request: the same ratio as a
+        # CPU budget, steadier than req/s when other work takes cores during a run.
+        limit_cpu = [r["cpu_ms_per_req"] for r in rows("libvips in-process, jpeg-800", "limit")]
+        by_cpu = ""
+        if limit_cpu:
+            by_cpu = (
+                " (by CPU: "
+                + " / ".join(f"{limit_cpu[-1] / r['cpu_ms_per_req']:.2f}" for r in runs)
+                + ")"
+            )
+        found.append(
+            (
+                f"process, {kind} upload, cold >= 0.85 x limit (c=4, 16)",
+                " / ".join(map(str, ratios)) + by_cpu,
+                min(ratios) >= 0.85,
+            )
+        )  # fmt: skip
+        # Renders that crossed wrk's deadline finished unanswered: up to c more than 200s.
+        fair = all(
+            r["outcomes"].get("reused", 0) == 0
+            and 0 <= r["renders"] - r["ok"] <= r["connections"]
+            and r["errors"] + r["non_2xx_3xx"] == 0
+            for r in runs
+        )
+        found.append(
+            (
+                f"process, {kind}: one render per request, none reused, no error",
+                "; ".join(
+                    f"{r['ok']} x 200, {r['renders']} renders, "
+                    f"{r['outcomes'].get('reused', 0):g} reused"
+                    for r in runs
+                ),
+                fair,
+            )
+        )
+        before = rows(f"baseline: process {kind}, distinct images")
+        if len(before) == len(runs):
+            found.append(
+                (
+                    f"process, {kind}, x limit: --baseline -> this checkout (c=4, 16)",
+                    " / ".join(
+                        f"{o['x_limit']} -> {n['x_limit']} ({n['rps'] / o['rps']:.2f}x; "
+                        f"CPU ms/req {o['cpu_ms_per_req']:g} -> {n['cpu_ms_per_req']:g})"
+                        for o, n in zip(before, runs, strict=True)
+                    ),
+                    True,
+                )
+            )
+
+    def repeated(who: str, c: int) -> list[dict[str, Any]]:
+        return [
+            r for r in rows(f"process repeated (stored result), {who}") if r["connections"] == c
+        ]
+
+    admin, keyed = repeated("admin token", 16), repeated("API key", 16)
+    if admin:
+        found.append(
+            (
+                "process, repeated request (stored result) >= 1,000 req/s at c=16, no render",
+                " / ".join(f"{r['rps']:,.0f}" for r in admin + keyed)
+                + f"; {sum(r['renders'] for r in admin + keyed)} renders",
+                min(r["rps"] for r in admin + keyed) >= 1000
+                and sum(r["renders"] for r in admin + keyed) == 0,
+            )
+        )
+    if admin and len(keyed) == len(admin):
+        cpu = [k["cpu_ms_per_req"] - a["cpu_ms_per_req"] for a, k in zip(admin, keyed, strict=True)]
+        p50 = [k["p50_ms"] - a["p50_ms"] for a, k in zip(admin, keyed, strict=True)]
+        inproc = {r["case"]: r["cpu_us"] for r in facts.get("auth_cost", [])}
+        extra = ""
+        if inproc:
+            key = inproc.get("api key + rate limit", 0)
+            extra = (
+                f"; in-process authenticate {key - inproc.get('admin token (no state)', 0):.0f} us"
+            )
+        failed = sum(r["errors"] + r["non_2xx_3xx"] for r in keyed + repeated("API key", 1))
+        alone = [
+            k["p50_ms"] - a["p50_ms"]
+            for a, k in zip(repeated("admin token", 1), repeated("API key", 1), strict=True)
+        ]
+        found.append(
+            (
+                "API key + rate limit < 0.5 ms per request (vs admin token)",
+                "CPU ms/req +" + " / +".join(f"{d:.2f}" for d in cpu)
+                + " (c=16); p50 ms " + " / ".join(f"{d:+.2f}" for d in p50) + " (c=16), "
+                + " / ".join(f"{d:+.2f}" for d in alone) + " (c=1)" + extra
+                + f"; errors with a key: {failed}",
+                max(cpu) < 0.5 and max(alone, default=0) < 0.5 and failed == 0,
+            )
+        )  # fmt: skip
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10, help="each load run (default 10)")
     ap.add_argument(
         "--only",
         help="comma-separated: codecs,cold,scaling,latency,warm,nginx,stampede,settings,memory,"
-        "soak",
+        "soak,processing",
     )
     ap.add_argument("--no-peer", action="store_true", help="skip thumbor")
     ap.add_argument(
@@ -830,10 +1094,13 @@ def main() -> None:
             baseline = None
             if a.baseline and b.wanted("cold"):
                 baseline = stack.enter_context(imgcdn(exe=a.baseline))
-            run_main(b, peer, Path(tmp), baseline)
+            main_runs = ("cold", "scaling", "latency", "warm", "nginx", "stampede")
+            if any(b.wanted(name) for name in main_runs):
+                run_main(b, peer, Path(tmp), baseline)
         run_settings(b)
         run_store(b)
         run_soak(b)
+        run_processing(b, a.baseline)
     b.facts["seconds"] = round(time.monotonic() - started)
     (out / "results.json").write_text(json.dumps({"rows": b.rows, "facts": b.facts}, indent=1))
     table = report(b)

@@ -20,7 +20,15 @@ if [ ! -x .venv/bin/imgcdn ]; then
   .venv/bin/pip install -q -e . >/dev/null
 fi
 PEERS=${BENCH_PEERS:-bench/.peers}
-if [ ! -x "$PEERS/thumbor-venv/bin/thumbor" ]; then
+# thumbor runs only in the cold scenario: not installed for an --only list without it.
+want_peer=1
+prev=
+for arg in "$@"; do
+  [ "$arg" = --no-peer ] && want_peer=0
+  if [ "$prev" = --only ] && [[ ",$arg," != *,cold,* ]]; then want_peer=0; fi
+  prev=$arg
+done
+if [ "$want_peer" = 1 ] && [ ! -x "$PEERS/thumbor-venv/bin/thumbor" ]; then
   python3 -m venv "$PEERS/thumbor-venv"
   "$PEERS/thumbor-venv/bin/pip" install -q thumbor==7.8.0 >/dev/null
 fi

@@ -22,6 +22,7 @@ from server.schema import Custom
 # Base64 is a third larger than the bytes; the exact byte cap is checked after decoding.
 MAX_BASE64_CHARS = 70_000_000
 _BASE64 = re.compile(rb"[A-Za-z0-9+/_-]*={0,2}")
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what \s matches in a bytes pattern
 _DATA_URL = re.compile(r"data:([a-z0-9.+/-]*)(;[a-z0-9=.+-]*)*?;base64,", re.ASCII | re.IGNORECASE)
 
 
@@ -73,7 +74,9 @@ def _decode(raw: str, path: str) -> bytes:
                 path, f"{path} is a data: URL without ;base64, (only base64 is taken)"
             )
         raw = raw[head.end() :]
-    encoded = re.sub(rb"\s+", b"", raw.encode("ascii", "replace"))
+    # translate() drops the bytes a bytes regex's \s matches, at C speed: re.sub took
+    # two thirds of the decode of a 3.4 MB text (22 of 32 ms).
+    encoded = raw.encode("ascii", "replace").translate(None, _WHITESPACE)
     if not _BASE64.fullmatch(encoded):
         raise InvalidParam(path, f"{path} is not valid base64")
     try:
