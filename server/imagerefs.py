@@ -9,7 +9,6 @@ Errors name the field as sent: `image.url`, `ops[1].params.watermark_image.base6
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
@@ -21,8 +20,8 @@ from server.schema import Custom
 
 # Base64 is a third larger than the bytes; the exact byte cap is checked after decoding.
 MAX_BASE64_CHARS = 70_000_000
-_BASE64 = re.compile(rb"[A-Za-z0-9+/_-]*={0,2}")
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # what \s matches in a bytes pattern
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")  # clients send either alphabet
 _DATA_URL = re.compile(r"data:([a-z0-9.+/-]*)(;[a-z0-9=.+-]*)*?;base64,", re.ASCII | re.IGNORECASE)
 
 
@@ -74,18 +73,13 @@ def _decode(raw: str, path: str) -> bytes:
                 path, f"{path} is a data: URL without ;base64, (only base64 is taken)"
             )
         raw = raw[head.end() :]
-    # translate() drops the bytes a bytes regex's \s matches, at C speed: re.sub took
-    # two thirds of the decode of a 3.4 MB text (22 of 32 ms).
-    encoded = raw.encode("ascii", "replace").translate(None, _WHITESPACE)
-    if not _BASE64.fullmatch(encoded):
-        raise InvalidParam(path, f"{path} is not valid base64")
+    # One C pass each: drop the whitespace a bytes regex's \s matches, read the URL-safe
+    # alphabet as the standard one, then a strict decode (a non-alphabet byte or misplaced
+    # padding is an error). A regex over a 3.4 MB text cost more than the decode.
+    encoded = raw.encode("ascii", "replace").translate(_URL_SAFE, _WHITESPACE)
     try:
-        # Both alphabets (+/ and -_): clients send either; padding may be left off.
-        data = base64.b64decode(
-            encoded.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(encoded) % 4),
-            validate=True,
-        )
-    except (binascii.Error, ValueError):
+        data = binascii.a2b_base64(encoded + b"=" * (-len(encoded) % 4), strict_mode=True)
+    except binascii.Error:
         raise InvalidParam(path, f"{path} is not valid base64") from None
     if not data:
         raise InvalidParam(path, f"{path} decodes to no bytes")
