@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -197,3 +199,35 @@ def test_two_workers_admit_exactly_the_burst_and_the_daily_quota(tmp_path):
         assert statuses == Counter({200: 30, 429: 90})
         assert len(pids | more_pids) == 2, "both workers should have answered"
         assert os.getpid() not in pids
+
+
+def test_a_worker_killed_while_it_holds_the_state_lock_does_not_block_the_others(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(path) + '.lock'!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\n"
+         "time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        done: list[int] = []
+
+        def charge() -> None:
+            done.append(_charge_many(str(path), Policy(1e5, 10**6, None), 3, threading.Barrier(1)))
+
+        waiter = threading.Thread(target=charge, daemon=True)
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert done == []  # it waits its turn behind the holder
+        holder.send_signal(signal.SIGKILL)
+        waiter.join(timeout=30)
+        assert done == [3]  # the kernel let go of the dead holder's lock
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import math
+import os
 import secrets
 import sqlite3
 import time
@@ -107,6 +109,7 @@ class SqliteState:
         self.path, self.timeout_s = path, timeout_s
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcdn-state")
+        self._lock_fd: int | None = None
         self._swept = 0.0
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -117,13 +120,30 @@ class SqliteState:
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            db = self._db if self._db is not None else self._open()
-            return work(db)
+            with self._turn():
+                db = self._db if self._db is not None else self._open()
+                return work(db)
         except sqlite3.Error as exc:  # locked past the timeout, disk full, unreadable file
             if self._db is not None:  # start the next call on a fresh connection
                 self._db.close()
                 self._db = None
             raise StateUnavailable("rate limit and idempotency state unavailable") from exc
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn at the file, among every process's: an flock on a file beside
+        it. SQLite's own busy wait sleeps up to 100 ms between looks, so under load one
+        worker could wait seconds while others commit (p99 0.6 s and a 503 at 1,800 keyed
+        requests/s); the kernel wakes an flock waiter as soon as the holder lets go. The
+        kernel drops the lock of a process that dies, so a crash never blocks the others."""
+        if self._lock_fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +199,9 @@ class SqliteState:
         if self._db is not None:
             await self._run(shut)
         self._thread.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _claim(self, db: sqlite3.Connection, scope: str, fingerprint: bytes, ttl: float) -> Claim:
         now = time.time()
