@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -19,6 +20,7 @@ import pyvips
 import uvicorn
 from hypothesis import settings as hypothesis_settings
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from server.app import create_app
 from server.errors import ImgcdnError
@@ -47,13 +49,15 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", admin_tokens=(TOKEN,), render_threads=2)
 
 
-@pytest.fixture
-def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
-    """A factory for clients over the real app, with settings overridden per test."""
+def client_factory(
+    settings: Settings, app_factory: Callable[[Settings], ASGIApp] = create_app
+) -> Iterator[Callable[..., TestClient]]:
+    """Yields a factory for clients over `app_factory`'s app (the real one by default), with
+    settings overridden per client; every client's lifespan is closed afterwards."""
     clients: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
-        client = TestClient(create_app(replace(settings, **overrides)))  # type: ignore[arg-type]
+        client = TestClient(app_factory(replace(settings, **overrides)))  # type: ignore[arg-type]
         client.__enter__()  # runs the lifespan
         clients.append(client)
         return client
@@ -61,6 +65,12 @@ def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
+    """A factory for clients over the real app, with settings overridden per test."""
+    yield from client_factory(settings)
 
 
 @pytest.fixture
@@ -153,13 +163,11 @@ def wait_until(check: Callable[[], bool], seconds: float = 20.0) -> None:
     raise AssertionError(f"not true within {seconds} s")
 
 
-@pytest.fixture
-def live_server(settings: Settings) -> Iterator[str]:
-    """The app under a real uvicorn on a free port, in a thread; yields its base URL."""
+@contextlib.contextmanager
+def serving_in_thread(app: ASGIApp) -> Iterator[str]:
+    """`app` under a real uvicorn on a free port, in a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -167,3 +175,10 @@ def live_server(settings: Settings) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app under a real uvicorn on a free port, in a thread; yields its base URL."""
+    with serving_in_thread(create_app(settings)) as base:
+        yield base

@@ -7,11 +7,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import AUTH, TOKEN, error_body
+from conftest import AUTH, TOKEN, client_factory, error_body
 from keyed import create_app
 from starlette.testclient import TestClient
 
@@ -20,17 +19,7 @@ from server.settings import Settings
 
 @pytest.fixture
 def make_keyed(settings: Settings) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        client = TestClient(create_app(replace(settings, **overrides)))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    yield from client_factory(settings, create_app)
 
 
 @pytest.fixture

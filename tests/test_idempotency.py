@@ -14,8 +14,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-import uvicorn
-from conftest import AUTH, error_body, free_port, wait_until
+from conftest import AUTH, error_body, serving_in_thread, wait_until
 from keyed import create_app
 from starlette.testclient import TestClient
 
@@ -140,15 +139,8 @@ def test_a_mark_left_by_a_killed_process_expires(keyed, settings):
 
 @pytest.fixture
 def served(settings: Settings) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving_in_thread(create_app(settings)) as base:
+        yield base
 
 
 def test_while_the_first_runs_the_same_key_is_a_409_with_retry_after(served):
