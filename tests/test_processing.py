@@ -499,6 +499,13 @@ def test_multipart_takes_form_fields_and_ops_as_json_text(client: TestClient) ->
     r = client.post(
         "/v1/image/resize",
         files={"image": ("p.jpg", PHOTO, "image/jpeg")},
+        data={"width": "30", "output": '{"return": "base64"}'},
+        headers=AUTH,
+    )
+    assert r.status_code == 200 and r.json()["width"] == 30 and "base64" in r.json()
+    r = client.post(
+        "/v1/image/resize",
+        files={"image": ("p.jpg", PHOTO, "image/jpeg")},
         data={"width": "ninety"},
         headers=AUTH,
     )

@@ -28,6 +28,7 @@ from server.schema import Array, Choice, Field, Obj, Text
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 CREDENTIALS = frozenset({"api_key", "appkey"})
+FORM_JSON = ("ops", "output")  # in a multipart form, these fields are JSON text
 RETURN = Choice(("url", "base64", "binary"), "url (default): a signed image_url; or the bytes")
 COMMON: dict[str, Field] = {
     "image": REF,
@@ -92,8 +93,6 @@ def op_endpoint(name: str) -> Endpoint:
 async def process_endpoint(request: Request) -> Response:
     """Run ops in order; encode once at the end."""
     rt, body, caller = await _begin(request, "image.process")
-    if body.text and isinstance(body.fields.get("ops"), str):
-        body.fields["ops"] = _json_field(body.fields["ops"], "ops")
     try:
         fields = PROCESS_BODY.check(body.fields, "", body.text)
         ops = fields.get("ops")
@@ -149,6 +148,10 @@ async def not_available(request: Request) -> Response:
 async def _begin(request: Request, scope: str) -> tuple[Runtime, Body, auth.Caller]:
     rt: Runtime = request.app.state.runtime
     body = await read_request(request, rt.settings.max_source_bytes)
+    if body.text:  # a form carries its structured fields as JSON text
+        for name in FORM_JSON:
+            if isinstance(body.fields.get(name), str):
+                body.fields[name] = _json_field(body.fields[name], name)
     caller = await auth.authenticate(request, scope, body.fields)
     return rt, body, caller
 
