@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 
 from server import formats, inputs, metrics, results
-from server.caching import SingleFlight
 from server.errors import ResultNotFound
 from server.imagerefs import Ref
 from server.imaging.chain import render_chain
@@ -25,8 +24,6 @@ from server.imaging.vips import Cancel
 from server.ops import Plan
 from server.runtime import Runtime
 from server.spec import Format, TransformSpec
-
-_flights: SingleFlight[results.Result] = SingleFlight()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +72,7 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool) 
         rendered.append(body)
         return await results.save(rt, rid, fmt, body, width, height)
 
-    result, joined = await _flights.do(rid, work)
+    result, joined = await rt.result_flights.do(rid, work)
     metrics.result("reused" if joined else "saved")
     body = rendered[0] if rendered else None
     if body is None and with_bytes:

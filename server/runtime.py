@@ -19,7 +19,7 @@ from server.imaging.options import RenderOptions
 from server.imaging.vips import RenderPool
 from server.keyfields import FieldDefaults
 from server.keys import KeyRegistry
-from server.results import ResultStore
+from server.results import Result, ResultStore
 from server.settings import Settings
 from server.spec import Limits
 from server.state.base import StateStore
@@ -45,6 +45,8 @@ class Runtime:
     keys: KeyRegistry
     state: StateStore
     flights: SingleFlight[tuple[Variant, str]] = field(default_factory=SingleFlight)
+    # Identical processing requests in flight share one render and one result (process.py).
+    result_flights: SingleFlight[Result] = field(default_factory=SingleFlight)
     meta_cache: TTLCache[str, AssetMeta] = field(
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=2.0)
     )
@@ -104,12 +106,15 @@ class Runtime:
             stack.callback(sweeper.cancel)
         pool = RenderPool(settings.render_threads, settings.max_queue, settings.render_timeout_s)
         flights: SingleFlight[tuple[Variant, str]] = SingleFlight()
+        result_flights: SingleFlight[Result] = SingleFlight()
 
         async def stop_rendering() -> None:
             # In-flight renders finish (graceful), off the loop: a finished render's flight
-            # must run on to hand its store write over before the drain above looks.
+            # must run on to hand its store write over before the drain above looks, and a
+            # processing render on to save its result.
             await asyncio.to_thread(pool.shutdown)
             await flights.settle()
+            await result_flights.settle()
 
         stack.push_async_callback(stop_rendering)
         key_defaults = FieldDefaults(
@@ -127,6 +132,7 @@ class Runtime:
             keys=KeyRegistry(storage, settings.meta_ttl_s, key_defaults),
             state=state,
             flights=flights,
+            result_flights=result_flights,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )
 
