@@ -21,7 +21,7 @@ from server.imaging.chain import render_chain
 from server.imaging.inspect import SourceInfo, probe
 from server.imaging.metadata import describe
 from server.imaging.vips import Cancel
-from server.ops import Plan
+from server.plan import Plan
 from server.runtime import Runtime
 from server.spec import Format, TransformSpec
 

@@ -23,7 +23,7 @@ from server.imaging.inspect import SourceInfo
 from server.imaging.options import RenderOptions
 from server.imaging.pipeline import Job, Rendered
 from server.imaging.vips import Cancel
-from server.ops import Plan, Stage
+from server.plan import Plan, Stage
 from server.spec import Format, TransformSpec
 
 STAGE_STEPS: tuple[pipeline.Step, ...] = (

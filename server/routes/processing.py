@@ -20,7 +20,8 @@ from server import auth, idempotency, process, results
 from server.errors import BadRequest, InvalidOp, InvalidParam, NotAvailable
 from server.imagerefs import REF, Ref
 from server.json import NO_STORE, json_response
-from server.ops import MAX_STEPS, OPS, STEP, STEP_PARAMS, Plan, check_step, compile_ops
+from server.ops import MAX_STEPS, OPS, STEP, STEP_PARAMS, check_step
+from server.plan import Plan, compile_ops
 from server.routes.admin import public_base
 from server.routes.bodies import Body, read_request
 from server.runtime import Runtime
