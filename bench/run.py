@@ -400,8 +400,13 @@ def run_main(
         http(server.base + warm)  # and the other worker, or it has to go to the store once
         if b.wanted("warm"):
             log("== warm: memory-cache hits, 304 revalidations")
+            if baseline:  # its worker caches, too, get the variant first
+                http(baseline.base + warm)
+                http(baseline.base + warm)
             for c in (4, 16):
                 b.wrk("warm", "imgcdn memory hit", server.base, [warm], c, server.pid)
+                if baseline:  # back to back: a small request's cost, before and after
+                    b.wrk("baseline", "baseline memory hit", baseline.base, [warm], c, baseline.pid)
             procstat.wait_quiet(QUIET_MAX, log)
             result = load.open_loop(server.base, [warm], 500, b.seconds, server.pid)
             b.record("latency", "imgcdn memory hit at 500/s", result)
@@ -1092,7 +1097,7 @@ def main() -> None:
             if not a.no_peer and b.wanted("cold"):
                 peer = stack.enter_context(thumbor())
             baseline = None
-            if a.baseline and b.wanted("cold"):
+            if a.baseline and (b.wanted("cold") or b.wanted("warm")):
                 baseline = stack.enter_context(imgcdn(exe=a.baseline))
             main_runs = ("cold", "scaling", "latency", "warm", "nginx", "stampede")
             if any(b.wanted(name) for name in main_runs):

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import pybase64
+
 from server.errors import AssetNotFound, ImgcdnError, InvalidId, InvalidParam, TooLarge
 from server.names import validate_id
 from server.schema import Custom
@@ -42,7 +44,7 @@ def _parse(value: object, path: str, text: bool = False) -> Ref:
         if value[:8].lower().startswith(("http://", "https://")):
             return Ref("url", value, path)
         if value[:5].lower() == "data:":
-            return Ref("bytes", _decode(value, path), path)
+            return Ref("bytes", decode_base64(value, path), path)
         return Ref("id", value, path)
     if isinstance(value, dict):
         keys = [k for k in ("url", "base64", "id") if k in value]
@@ -56,14 +58,16 @@ def _parse(value: object, path: str, text: bool = False) -> Ref:
         if not isinstance(raw, str) or not raw:
             raise InvalidParam(f"{path}.{keys[0]}", f"{path}.{keys[0]} must be a non-empty string")
         if keys[0] == "base64":
-            return Ref("bytes", _decode(raw, f"{path}.base64"), path)
+            return Ref("bytes", decode_base64(raw, f"{path}.base64"), path)
         return Ref(keys[0], raw, path)  # type: ignore[arg-type]  # url or id, checked above
     raise InvalidParam(
         path, f"{path} must be a URL, a data: URL, an asset id, or an object with url, base64 or id"
     )
 
 
-def _decode(raw: str, path: str) -> bytes:
+def decode_base64(raw: str, path: str) -> bytes:
+    """The bytes of base64 text or a `data:...;base64,` URL, for every API that takes base64
+    images (this one and the admin upload); errors name `path`."""
     if len(raw) > MAX_BASE64_CHARS:
         raise TooLarge(f"{path} is over {MAX_BASE64_CHARS} characters")
     if raw[:5].lower() == "data:":
@@ -73,7 +77,7 @@ def _decode(raw: str, path: str) -> bytes:
                 path, f"{path} is a data: URL without ;base64, (only base64 is taken)"
             )
         raw = raw[head.end() :]
-    # A strict C decode (a non-alphabet byte or misplaced padding is an error), with the
+    # A strict SIMD decode (a non-alphabet byte or misplaced padding is an error), with the
     # URL-safe alphabet read as the standard one. Whitespace (line breaks every 76
     # characters, as some encoders write) is dropped only when the first try meets it:
     # each extra pass over a 3.4 MB text costs about 1.5 ms, and a regex more.
@@ -93,7 +97,10 @@ def _decode(raw: str, path: str) -> bytes:
 
 
 def _strict(encoded: bytes) -> bytes:
-    return binascii.a2b_base64(encoded + b"=" * (-len(encoded) % 4), strict_mode=True)
+    # pybase64 (SIMD) takes 0.13 ms for the 3.4 MB of a 12 MP photo where binascii takes
+    # 4.1 ms (bench/process_cost.py), with the same strictness: validate=True refuses any
+    # byte outside the alphabet and anything after the padding.
+    return pybase64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
 
 
 REF = Custom(

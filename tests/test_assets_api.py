@@ -94,6 +94,21 @@ def test_a_json_base64_upload_is_stored_under_its_content_hash(client, data_url)
     assert original.content == data
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda b: base64.urlsafe_b64encode(b).decode(),
+        lambda b: base64.b64encode(b).decode().rstrip("="),
+        lambda b: base64.encodebytes(b).decode(),  # a line break every 76 characters
+    ],
+    ids=["url-safe", "unpadded", "line-broken"],
+)
+def test_a_json_upload_takes_base64_as_the_processing_api_does(client, spelling):
+    data = (IMAGES / "alpha.png").read_bytes()
+    body = described(post_json(client, {"base64": spelling(data)}), 201)
+    assert body["id"] == picked_id(data, "png")
+
+
 def test_the_same_bytes_by_multipart_and_by_base64_are_one_asset(client):
     data = (IMAGES / "photo.jpg").read_bytes()
     by_file = described(post_file(client, data), 201)
@@ -126,7 +141,7 @@ def test_a_bad_prefix_is_a_400(client, prefix):
     ("body", "param"),
     [
         ({"base64": "not base64 at all!"}, "base64"),
-        ({"base64": "QUJ"}, "base64"),  # bad padding
+        ({"base64": "QU=J"}, "base64"),  # padding inside the text
         ({"base64": 12345}, "base64"),
         ({"base64": "", "url": "http://example.com/a.jpg"}, "body"),
         ({}, "body"),

@@ -1,5 +1,5 @@
 """Base64 image references: whitespace anywhere is ignored, both alphabets decode, and
-anything else is refused naming the field (imagerefs._decode, also timed by bench)."""
+anything else is refused naming the field (imagerefs.decode_base64, also timed by bench)."""
 
 from __future__ import annotations
 

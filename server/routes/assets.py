@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from starlette.requests import Request
@@ -11,6 +9,7 @@ from starlette.responses import Response
 
 from server import assets, edge, remote
 from server.errors import BadRequest, TooLarge
+from server.imagerefs import decode_base64
 from server.imaging.inspect import sniff
 from server.json import NO_STORE, json_response
 from server.names import validate_id
@@ -73,12 +72,7 @@ async def _json_source(rt: Runtime, body: dict[str, Any]) -> bytes:
     if ("url" in body) == ("base64" in body):
         raise BadRequest("give exactly one of url or base64", param="body")
     if "base64" in body:
-        encoded = body["base64"]
-        encoded = encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest("base64 is not valid base64", param="base64") from None
+        data = decode_base64(body["base64"], "base64")
         if len(data) > rt.settings.max_source_bytes:
             raise TooLarge(
                 f"image is {len(data)} bytes, the limit is {rt.settings.max_source_bytes}"
