@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -192,3 +193,31 @@ def test_a_start_that_fails_after_the_bind_closes_its_socket(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="logging refused"):
         cli.serve_forever(Settings(data_dir=tmp_path), "127.0.0.1", 0, 1, None)
     assert bound and bound[0].fileno() == -1  # closed, not left to the garbage collector
+
+
+def test_connections_to_the_serve_socket_have_nagle_off_on_asyncios_loop():
+    # serve runs uvicorn on asyncio's loop, which sets TCP_NODELAY only on connections whose
+    # socket says IPPROTO_TCP; with Nagle on, a response written in two pieces waits 40 ms
+    # for the client's delayed ACK (a repeated POST at c=1 took 44 ms instead of 0.3).
+    sock = cli._listen("127.0.0.1", 0)
+    sock.listen()
+    port = sock.getsockname()[1]
+    nodelay: list[int] = []
+    accepted_one = asyncio.Event()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted = transport.get_extra_info("socket")
+            nodelay.append(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+            accepted_one.set()
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.wait_for(accepted_one.wait(), 5)
+            writer.close()
+
+    asyncio.run(main())
+    assert nodelay and nodelay[0] != 0
