@@ -36,7 +36,6 @@ NUMERIC = frozenset({"w", "h", "dpr", "q", "rot", "blur", "sharpen", "trim", "ma
 MAX_CACHE_CONTROL = 256
 _NUMBER = re.compile(r"-?\d{1,20}(\.\d{1,20})?", re.ASCII)
 
-
 _FORMAT_NAMES = {"jpg": "jpeg", "jpeg": "jpg"}
 
 
@@ -219,6 +218,12 @@ def _cache_control(raw: Any) -> str | None:
     return raw
 
 
+def _definable(name: str) -> None:
+    validate_template_name(name)
+    if name == "_":
+        raise InvalidTemplate("name", "_ means 'no template' and cannot be defined")
+
+
 class TemplateRegistry:
     def __init__(self, storage: Storage, ttl_s: float) -> None:
         self.storage = storage
@@ -246,11 +251,27 @@ class TemplateRegistry:
         return template
 
     async def put(self, name: str, body: Any, limits: Limits) -> tuple[Template, bool]:
-        validate_template_name(name)
-        if name == "_":
-            raise InvalidTemplate("name", "_ means 'no template' and cannot be defined")
+        _definable(name)  # before the name reaches storage as a file name or key
         previous = await self.storage.get_doc(KIND, name)
         version = orjson.loads(previous)["version"] + 1 if previous else 1
+        template, doc = await self._checked(name, body, limits, version)
+        await self.storage.put_doc(KIND, name, doc)
+        self._cache[name] = self._last[name] = template
+        return template, previous is None
+
+    async def create(self, name: str, body: Any, limits: Limits) -> Template | None:
+        """put() for a name not in use, else None: a create-only write, one winner of N."""
+        _definable(name)
+        template, doc = await self._checked(name, body, limits, 1)
+        if not await self.storage.put_doc(KIND, name, doc, exclusive=True):
+            return None
+        self._cache[name] = self._last[name] = template
+        return template
+
+    async def _checked(
+        self, name: str, body: Any, limits: Limits, version: int
+    ) -> tuple[Template, bytes]:
+        """The template and the document to store, once the body is valid."""
         template = parse_template(name, body, limits, version)
         mark = template.watermark
         if mark is not None and mark.asset is not None:
@@ -261,18 +282,7 @@ class TemplateRegistry:
                     "params.wm.asset", f"no asset {mark.asset!r}: upload the watermark first"
                 ) from None
         doc = {"body": body, "version": version, "updated_at": template.updated_at}
-        await self.storage.put_doc(KIND, name, orjson.dumps(doc))
-        self._cache[name] = template
-        self._last[name] = template
-        return template, previous is None
-
-    async def create(self, name: str, body: Any, limits: Limits) -> Template | None:
-        """put() for a name not in use; None (nothing stored) when it is. Checked in storage,
-        not this process's cache, which may not have seen another worker's change yet."""
-        if await self.storage.get_doc(KIND, name) is not None:
-            return None
-        template, _created = await self.put(name, body, limits)
-        return template
+        return template, orjson.dumps(doc)
 
     async def delete(self, name: str) -> bool:
         self._cache.pop(name, None)

@@ -159,3 +159,26 @@ def in_webp(webp: bytes, blob: bytes) -> bytes:
     out = bytearray(webp[:at] + chunk + webp[end:])
     out[4:8] = struct.pack("<L", len(out) - 8)
     return bytes(out)
+
+
+def in_heif(heif: bytes, blob: bytes) -> bytes:
+    """`heif` (a HEIF or AVIF with one Exif item, as libheif writes it: one extent, 32-bit
+    fields in `iloc`) with that item's payload replaced by `blob` (bare TIFF), behind the
+    4-byte offset and Exif header libheif writes. The new payload goes in a `free` box at the
+    end and the item's `iloc` entry is pointed at it, so `blob` may be any length."""
+    payload_at = heif.index(b"\x00\x00\x00\x06Exif\x00\x00")
+    meta = heif.index(b"meta") - 4
+    meta_end = meta + int.from_bytes(heif[meta : meta + 4], "big")
+    field = struct.pack(">L", payload_at)
+    at = heif.index(field, meta, meta_end)
+    assert heif.count(field, meta, meta_end) == 1, "the Exif item is not found in iloc"
+    payload = b"\x00\x00\x00\x06Exif\x00\x00" + blob
+    box = struct.pack(">L4s", 8 + len(payload), b"free") + payload
+    out = bytearray(heif + box)
+    if heif[at + 4 : at + 10] == b"\x00\x01\x00\x00\x00\x00":
+        # base offset = the payload, then one extent at offset 0 (libvips' AVIF)
+        out[at : at + 4] = struct.pack(">L", len(heif) + 8)
+        out[at + 10 : at + 14] = struct.pack(">L", len(payload))
+    else:  # the extent's own offset, then its length (the HEIC fixtures)
+        out[at : at + 8] = struct.pack(">LL", len(heif) + 8, len(payload))
+    return bytes(out)

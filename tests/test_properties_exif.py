@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from conftest import IMAGES
-from exif_blobs import CAMERA_EXIF, CAMERA_GPS, CAMERA_IFD0, build, in_jpeg, in_png
+from exif_blobs import CAMERA_EXIF, CAMERA_GPS, CAMERA_IFD0, build, in_heif, in_jpeg, in_png
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,6 +24,7 @@ from server.imaging.metadata import camera, device, location, temporal
 PHONE = build(CAMERA_IFD0, CAMERA_EXIF, CAMERA_GPS)
 JPEG = (IMAGES / "photo.jpg").read_bytes()[:2000]  # the structure, not the scan
 PNG = (IMAGES / "alpha.png").read_bytes()
+HEIC = (IMAGES / "orient6.heic").read_bytes()
 PHONE_BE = build(CAMERA_IFD0, CAMERA_EXIF, CAMERA_GPS, order=">", prefix=b"")
 HEADERS = st.sampled_from(
     [b"", b"Exif\x00\x00", b"II*\x00\x08\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08"]
@@ -141,10 +142,12 @@ def test_any_icc_profile_gives_a_clean_description_or_none(profile):
 def container(kind: str, blob: bytes) -> bytes:
     if kind == "jpeg":
         return in_jpeg(JPEG, blob)
+    if kind == "heic":
+        return in_heif(HEIC, blob)
     return in_png(PNG, blob)
 
 
-@given(st.sampled_from(["jpeg", "png"]), BLOBS, st.integers(0, 400), st.binary(max_size=8))
+@given(st.sampled_from(["jpeg", "png", "heic"]), BLOBS, st.integers(0, 400), st.binary(max_size=8))
 def test_defuse_never_raises_never_grows_and_leaves_nothing_hostile(kind, blob, cut, junk):
     data = container(kind, blob)
     data = data[:cut] + junk + data[cut + len(junk) :]  # a container damaged here and there

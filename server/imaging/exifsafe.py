@@ -8,22 +8,34 @@ cancel it (it is C, inside the loader). So the EXIF of a JPEG (APP1), PNG (eXIf)
 IFDs loop, are shared, fan out, or hold an absurd number of entries is cut out of the file.
 The image itself is untouched; its EXIF was unreadable anyway.
 
-HEIF/AVIF keep their EXIF in an item inside the `meta` box: not handled here yet.
+HEIF and AVIF keep EXIF as an `Exif` item of the `meta` box (found by imaging/bmff.py).
+libvips' heifload hands the primary image's to libexif too, for AVIF and for a HEIC alike
+(HEIC is decoded by pi-heif, which never calls libexif, but a HEIC whose brands do not say
+HEVC reaches libvips). There nothing is cut, which would move every offset `iloc` holds:
+the item's type is renamed in place, 4 bytes, so libheif lists it as an unknown item and
+libvips never parses it. An Exif item whose bytes cannot be located as libheif would read
+them (an extent past the end, an item located twice) is renamed too: unjudged, unsafe.
 """
 
 from __future__ import annotations
 
 import struct
 
+from server.imaging import bmff
+
 # libexif follows these in any IFD, and IFD0's next-IFD pointer (IFD1).
 _POINTERS = (0x8769, 0x8825, 0xA005)  # Exif, GPS, Interoperability
 MAX_IFDS = 8  # IFD0, IFD1, Exif, GPS, Interop: 5 in a real file
 MAX_SCANNED = 2048  # entries, over all IFDs
+# What a defused HEIF Exif item is renamed to: a type neither libheif nor libvips knows.
+DEFUSED_ITEM = b"void"
 
 
 def defuse(data: bytes) -> bytes:
     """`data` without its EXIF blocks that are hostile to libexif; `data` itself (the same
     object) when there is none. Never raises; looks only at the container's structure."""
+    if data[4:8] == b"ftyp":
+        return _defuse_heif(data)
     found = [(start, end) for start, end, blob in blocks(data) if hostile(blob)]
     if not found:
         return data
@@ -40,7 +52,15 @@ def defuse(data: bytes) -> bytes:
 
 def blocks(data: bytes) -> list[tuple[int, int, bytes]]:
     """(start, end, EXIF blob) of each EXIF segment or chunk in a JPEG, PNG or WebP, where
-    start..end is the whole segment or chunk (what to cut)."""
+    start..end is the whole segment or chunk (what to cut); of a HEIF or AVIF, each Exif
+    item whose bytes could be located, the primary image's first, start..end being the
+    item's type (what defuse renames) and the blob its payload after the 4-byte offset."""
+    if data[4:8] == b"ftyp":
+        return [
+            (item.type_at, item.type_at + 4, item.payload[4:])
+            for item in bmff.exif_items(data)
+            if item.payload is not None
+        ]
     try:
         if data[:3] == b"\xff\xd8\xff":
             return _jpeg(data)
@@ -146,6 +166,21 @@ def _chunks(
             break
         at = end
     return found
+
+
+def _defuse_heif(data: bytes) -> bytes:
+    # libvips skips the payload's 4-byte offset field and hands libexif the rest.
+    found = [
+        item.type_at
+        for item in bmff.exif_items(data)
+        if item.payload is None or hostile(item.payload[4:])
+    ]
+    if not found:
+        return data
+    out = bytearray(data)
+    for at in found:
+        out[at : at + 4] = DEFUSED_ITEM
+    return bytes(out)
 
 
 def _fix_webp(out: bytearray) -> None:

@@ -58,8 +58,10 @@ class Storage(Protocol):
     async def list_assets(self, prefix: str, after: str | None, limit: int) -> list[AssetMeta]:
         """Up to `limit` assets whose id starts with `prefix`, in id order, after `after`."""
 
-    async def put_doc(self, kind: str, name: str, data: bytes) -> None:
-        """Store a small JSON document (a template) atomically."""
+    async def put_doc(self, kind: str, name: str, data: bytes, exclusive: bool = False) -> bool:
+        """Store a small JSON document (a template) atomically; with `exclusive`, only if
+        there is no document of that name yet: then False, and nothing written, when there
+        is, however many processes race to create it."""
 
     async def get_doc(self, kind: str, name: str) -> bytes | None:
         """A stored document, or None."""

@@ -1,10 +1,11 @@
-"""The local backend's file primitives: atomic writes, capped reads, batched folder scans,
-and the one place an OSError of a write becomes StorageUnavailable."""
+"""The local backend's file primitives: atomic writes (plain and create-only), capped reads,
+batched folder scans, and the one place an OSError of a write becomes StorageUnavailable."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,23 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def exclusive_write(path: Path, data: bytes) -> bool:
+    """Create `path` holding `data`, all or nothing, only if it does not exist: False (and
+    nothing written) when it does. The bytes go to a temp file beside it first, then are
+    linked in: link(2) fails if the name exists, atomically across processes, and a reader
+    never sees the file half-written (as an O_EXCL create it then wrote to would be)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -124,11 +123,14 @@ class LocalStorage:
         # kind is ours and name a validated template name: both are safe file names.
         return self.root / "docs" / kind / f"{name}.json"
 
-    async def put_doc(self, kind: str, name: str, data: bytes) -> None:
+    async def put_doc(self, kind: str, name: str, data: bytes, exclusive: bool = False) -> bool:
         path = self._doc(kind, name)
         with files.writing("put_doc"):
+            if exclusive:
+                return await asyncio.to_thread(files.exclusive_write, path, data)
             await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
             await asyncio.to_thread(files.atomic_write, path, data)
+        return True
 
     async def get_doc(self, kind: str, name: str) -> bytes | None:
         try:
@@ -168,19 +170,7 @@ class LocalStorage:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 files.atomic_write(path, data)
             return True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside it, then link: the link fails if the object exists, and a reader
-        # never sees it half-written.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
+        return files.exclusive_write(path, data)
 
     async def get_object(self, key: str, max_bytes: int = 2**31) -> bytes | None:
         path = self._object(key)

@@ -227,8 +227,16 @@ class S3Storage:
                 found.append(meta)
         return found
 
-    async def put_doc(self, kind: str, name: str, data: bytes) -> None:
-        await self._call("put_object", Key=self._key("docs", kind, f"{name}.json"), Body=data)
+    async def put_doc(self, kind: str, name: str, data: bytes, exclusive: bool = False) -> bool:
+        """As put_object: a conditional PUT (If-None-Match: *) when `exclusive`."""
+        extra = {"IfNoneMatch": "*"} if exclusive else {}
+        try:
+            await self._call(
+                "put_object", Key=self._key("docs", kind, f"{name}.json"), Body=data, **extra
+            )
+        except FileExistsError:
+            return False
+        return True
 
     async def get_doc(self, kind: str, name: str) -> bytes | None:
         try:
