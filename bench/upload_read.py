@@ -1,7 +1,9 @@
 """What uvicorn itself costs to read a request body, by event loop: a bare ASGI app (read
 the body, answer its length) under `uvicorn --loop L --http httptools`, sent N sequential
 POSTs of SIZE random bytes over one keep-alive connection; the server process's on-CPU
-time (/proc/PID/schedstat, nanoseconds) per request. Chooses `loop=` in server/cli.py.
+time (/proc/PID/schedstat, nanoseconds) per request. Alone, uvloop reads 2.6 MB for ~3 CPU
+ms where asyncio takes ~0.8; inside the whole server the difference did not show (bench/run.py
+--only processing --baseline, docs/benchmark.md), so serve keeps uvicorn's default, uvloop.
 
     python bench/upload_read.py [--requests 300] [--sizes 2600000,300000,100]
     (one JSON line per loop and size)

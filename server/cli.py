@@ -184,10 +184,6 @@ def serve_forever(
             access_log=False,  # the app logs one JSON line per request itself
             log_config=None,  # uvicorn's records reach our JSON lines, not its own format
             log_level=settings.log_level,
-            # asyncio's loop, not uvloop: it reads a 2.5 MB upload off the socket for ~1 CPU ms
-            # where uvloop takes ~3 (httptools under both; bench/upload_read.py), and a cold
-            # upload is CPU-bound. uvloop's gain on small requests is ~0.03 ms (docs/benchmark.md).
-            loop="asyncio",
             # Longer than a render may take, so a stop finishes the renders in flight.
             timeout_graceful_shutdown=int(settings.render_timeout_s) + 5,
         )
