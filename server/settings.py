@@ -12,9 +12,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from server.origins import SourceOrigin, ip_literal, refusal
+from server.settingvalues import (
+    base_url,
+    flag,
+    float_in,
+    int_in,
+    key_list,
+    nonempty_path,
+    one_of,
+    optional_url,
+    origin_list,
+    redis_location,
+    storage_url,
+    token_list,
+    url_list,
+)
 
 ShrinkRule = Literal["fast", "quality"]
 Unsigned = Literal["allow", "public-templates"]
@@ -23,112 +37,6 @@ JpegPreset = Literal["fast", "balanced", "small"]
 
 class SettingsError(ValueError):
     """A bad setting: the message is one line naming the variable and what it accepts."""
-
-
-def _int(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.replace("_", ""))
-        except ValueError:
-            raise ValueError(f"must be an integer in {lo}..{hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be in {lo}..{hi}")
-        return value
-
-    return parse
-
-
-def _float(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"must be a number in {lo:g}..{hi:g}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be in {lo:g}..{hi:g}")
-        return value
-
-    return parse
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return raw
-
-    return parse
-
-
-def _storage(raw: str) -> str:
-    if raw == "file":
-        return raw
-    if raw.startswith("s3://"):
-        bucket = raw[5:].split("/", 1)[0]
-        if not 3 <= len(bucket) <= 63 or not all(
-            c.islower() or c.isdigit() or c in ".-" for c in bucket
-        ):
-            raise ValueError("the bucket name must be 3..63 of a-z 0-9 . -")
-        return raw.rstrip("/")
-    raise ValueError("must be file or s3://bucket/prefix")
-
-
-def _urls(raw: str) -> tuple[str, ...]:
-    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
-    return urls
-
-
-def _optional_url(raw: str) -> str:
-    if raw and not raw.startswith(("http://", "https://")):
-        raise ValueError("must be an http(s) URL")
-    return raw
-
-
-def _tokens(raw: str) -> tuple[str, ...]:
-    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
-    if any(len(t) < 16 for t in tokens):
-        raise ValueError("every token must be at least 16 characters")
-    return tokens
-
-
-def _keys(raw: str) -> tuple[str, ...]:
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    if any(len(k) < 32 for k in keys):
-        raise ValueError("every key must be at least 32 characters (use 32+ random bytes)")
-    return keys
-
-
-def _flag(raw: str) -> bool:
-    if raw not in ("0", "1", "true", "false"):
-        raise ValueError("must be 0 or 1")
-    return raw in ("1", "true")
-
-
-def _origins(raw: str) -> tuple[SourceOrigin, ...]:
-    return tuple(SourceOrigin.parse(entry) for entry in raw.split(",") if entry.strip())
-
-
-def _public_url(raw: str) -> str:
-    """An absolute http(s) base URL for result links, without a query or fragment."""
-    if not raw:
-        return raw
-    parsed = urlsplit(raw)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError("must be an absolute http(s) URL, e.g. https://img.example.com")
-    if parsed.query or parsed.fragment or raw.endswith(("?", "#")):
-        raise ValueError("must have no query or fragment")
-    if any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in raw):
-        raise ValueError("must be printable ASCII without spaces")
-    return raw.rstrip("/")
-
-
-def _path(raw: str) -> Path:
-    if not raw:
-        raise ValueError("must not be empty")
-    return Path(raw)
 
 
 MIB = 1024 * 1024
@@ -173,6 +81,7 @@ class Settings:
     key_daily_quota: int = 0  # 0: unlimited
     idempotency_max_bytes: int = 1 * MIB
     state_timeout_s: float = 2.0
+    redis_url: str = ""
 
     @classmethod
     def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -228,73 +137,73 @@ class FieldSpec:
 
 FIELDS: dict[str, FieldSpec] = {
     "data_dir": FieldSpec(
-        "IMGCDN_DATA_DIR", _path, "folder for originals, metadata and the admin token"
+        "IMGCDN_DATA_DIR", nonempty_path, "folder for originals, metadata and the admin token"
     ),
     "storage": FieldSpec(
         "IMGCDN_STORAGE",
-        _storage,
+        storage_url,
         "`file` (the data dir) or `s3://bucket/prefix` (credentials from the AWS_* variables)",
     ),
     "s3_endpoint": FieldSpec(
         "IMGCDN_S3_ENDPOINT",
-        _optional_url,
+        optional_url,
         "S3 endpoint URL for S3-compatible servers (MinIO, SeaweedFS); empty: AWS",
     ),
     "s3_region": FieldSpec("IMGCDN_S3_REGION", lambda raw: raw or "us-east-1", "S3 region"),
     "s3_timeout_s": FieldSpec(
         "IMGCDN_S3_TIMEOUT_S",
-        _float(0.2, 60),
+        float_in(0.2, 60),
         "deadline for one storage call, retries included: an outage answers 503 after it",
     ),
     "variant_store": FieldSpec(
         "IMGCDN_VARIANT_STORE",
-        _flag,
+        flag,
         "1: keep rendered variants in storage too (shared by every worker and replica)",
     ),
     "variant_store_bytes": FieldSpec(
         "IMGCDN_VARIANT_STORE_BYTES",
-        _int(0, 2**50),
+        int_in(0, 2**50),
         "bound on the variant store, trimmed every minute, least recently written first "
         "(0: unbounded, e.g. when an S3 lifecycle rule expires variants/)",
     ),
     "originals_cache_bytes": FieldSpec(
         "IMGCDN_ORIGINALS_CACHE_BYTES",
-        _int(0, 2**44),
+        int_in(0, 2**44),
         "bytes of originals fetched from S3 kept on local disk (<data dir>/cache)",
     ),
     "edge_purge_urls": FieldSpec(
         "IMGCDN_EDGE_PURGE_URLS",
-        _urls,
+        url_list,
         "comma-separated nginx purge endpoints that /v1/purge and deletes also call",
     ),
     "admin_tokens": FieldSpec(
         "IMGCDN_ADMIN_TOKENS",
-        _tokens,
+        token_list,
         "comma-separated bearer tokens for /v1/ (>= 16 chars each); "
         "none: one is generated in <data dir>/admin-token",
         secret=True,
     ),
     "signing_keys": FieldSpec(
         "IMGCDN_SIGNING_KEYS",
-        _keys,
+        key_list,
         "comma-separated URL signing secrets (>= 32 chars each); all verify, the last signs",
         secret=True,
     ),
     "unsigned": FieldSpec(
         "IMGCDN_UNSIGNED",
-        _choice("allow", "public-templates"),
+        one_of("allow", "public-templates"),
         "which unsigned URLs answer: allow (any) or public-templates (only public templates, "
         "within their allow lists); default allow without signing keys, else public-templates",
     ),
     "allow_private_sources": FieldSpec(
         "IMGCDN_ALLOW_PRIVATE_SOURCES",
-        _flag,
+        flag,
         "1 lets source URLs reach loopback and private addresses: for tests only, never in "
         "production (it turns off the SSRF protection)",
     ),
     "source_hosts": FieldSpec(
         "IMGCDN_SOURCE_HOSTS",
-        _origins,
+        origin_list,
         "comma-separated origins that source URLs and their redirects may reach, scheme, host "
         "and port all matched: `https://cdn.example.com`, `http://img.example.org:8000`, "
         "`*.example.com` (any subdomain); no scheme means https, no port the scheme's; "
@@ -302,109 +211,116 @@ FIELDS: dict[str, FieldSpec] = {
     ),
     "source_timeout_s": FieldSpec(
         "IMGCDN_SOURCE_TIMEOUT_S",
-        _float(0.5, 120),
+        float_in(0.5, 120),
         "one deadline for fetching a source URL (connect, redirects, body): past it, 504",
     ),
     "max_source_bytes": FieldSpec(
-        "IMGCDN_MAX_SOURCE_BYTES", _int(1024, 2**40), "largest original accepted, in bytes"
+        "IMGCDN_MAX_SOURCE_BYTES", int_in(1024, 2**40), "largest original accepted, in bytes"
     ),
     "max_source_pixels": FieldSpec(
         "IMGCDN_MAX_SOURCE_PIXELS",
-        _int(1, 2**40),
+        int_in(1, 2**40),
         "largest original width x height x frames, checked from the header before decoding",
     ),
     "max_output_side": FieldSpec(
-        "IMGCDN_MAX_OUTPUT_SIDE", _int(16, 65500), "largest w, h (after dpr) of a variant"
+        "IMGCDN_MAX_OUTPUT_SIDE", int_in(16, 65500), "largest w, h (after dpr) of a variant"
     ),
     "max_output_pixels": FieldSpec(
-        "IMGCDN_MAX_OUTPUT_PIXELS", _int(256, 2**40), "largest width x height of a variant"
+        "IMGCDN_MAX_OUTPUT_PIXELS", int_in(256, 2**40), "largest width x height of a variant"
     ),
     "max_frames": FieldSpec(
-        "IMGCDN_MAX_FRAMES", _int(1, 10_000), "most frames of an animated original"
+        "IMGCDN_MAX_FRAMES", int_in(1, 10_000), "most frames of an animated original"
     ),
     "render_timeout_s": FieldSpec(
-        "IMGCDN_RENDER_TIMEOUT_S", _float(0.1, 600), "a render is cancelled past this (504)"
+        "IMGCDN_RENDER_TIMEOUT_S", float_in(0.1, 600), "a render is cancelled past this (504)"
     ),
     "max_queue": FieldSpec(
         "IMGCDN_MAX_QUEUE",
-        _int(0, 100_000),
+        int_in(0, 100_000),
         "renders waiting for a thread before new ones get 429",
     ),
     "render_threads": FieldSpec(
         "IMGCDN_RENDER_THREADS",
-        _int(1, 256),
+        int_in(1, 256),
         "renders run at once per process (default 2 x cores, divided among `serve --workers`; "
         "libvips runs 1 thread each)",
     ),
     "memory_cache_bytes": FieldSpec(
         "IMGCDN_MEMORY_CACHE_BYTES",
-        _int(0, 2**40),
+        int_in(0, 2**40),
         "bytes of encoded variants kept in each process (0 turns the cache off)",
     ),
     "meta_ttl_s": FieldSpec(
         "IMGCDN_META_TTL_S",
-        _float(0, 3600),
+        float_in(0, 3600),
         "seconds asset metadata and templates are cached per process (other workers see a "
         "change after it)",
     ),
     "shrink_on_load": FieldSpec(
         "IMGCDN_SHRINK_ON_LOAD",
-        _choice("fast", "quality"),
+        one_of("fast", "quality"),
         "fast: JPEG/WebP shrink on load by the largest factor that keeps >= the target "
         "(as sharp and thumbor); quality: keep >= 2x the target for the final Lanczos3",
     ),
     "jpeg_preset": FieldSpec(
         "IMGCDN_JPEG_PRESET",
-        _choice("fast", "balanced", "small"),
+        one_of("fast", "balanced", "small"),
         "fast: libjpeg defaults; balanced: optimised Huffman tables (~2 % smaller, ~5 % more "
         "CPU); small: mozjpeg trellis quantisation (~15 % smaller, ~1.6x the CPU)",
     ),
     "avif_effort": FieldSpec(
         "IMGCDN_AVIF_EFFORT",
-        _int(0, 9),
+        int_in(0, 9),
         "AV1 encoder effort (0 fastest .. 9 smallest): 0 renders a 12 MP photo to 800 px "
         "in ~0.11 s of CPU, 1 in ~0.28 s (8 % smaller); libvips' own default 4 takes ~1.5 s",
     ),
     "log_level": FieldSpec(
-        "IMGCDN_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"
+        "IMGCDN_LOG_LEVEL", one_of("debug", "info", "warning", "error"), "log level"
     ),
     "result_ttl_s": FieldSpec(
         "IMGCDN_RESULT_TTL_S",
-        _int(60, 604_800),
+        int_in(60, 604_800),
         "seconds a processing result and its /r/ URL live; a repeated identical request "
         "renews it; swept after",
     ),
     "public_url": FieldSpec(
         "IMGCDN_PUBLIC_URL",
-        _public_url,
+        base_url,
         "absolute base URL of the links answers give (results /r/..., assets, delivery "
         "URLs), e.g. https://img.example.com; empty: the request's own",
     ),
     "key_rate_per_s": FieldSpec(
         "IMGCDN_KEY_RATE_PER_S",
-        _float(0.001, 100_000),
+        float_in(0.001, 100_000),
         "requests per second a new API key may make on average, when its creator gives none",
     ),
     "key_burst": FieldSpec(
         "IMGCDN_KEY_BURST",
-        _int(1, 1_000_000),
+        int_in(1, 1_000_000),
         "requests a new API key may make at once above its rate, when its creator gives none",
     ),
     "key_daily_quota": FieldSpec(
         "IMGCDN_KEY_DAILY_QUOTA",
-        _int(0, 10**12),
+        int_in(0, 10**12),
         "requests per UTC day a new API key may make, when its creator gives none (0: no quota)",
     ),
     "idempotency_max_bytes": FieldSpec(
         "IMGCDN_IDEMPOTENCY_MAX_BYTES",
-        _int(0, 64 * MIB),
+        int_in(0, 64 * MIB),
         "largest answer body kept for an Idempotency-Key replay; a larger answer is not "
         "replayed: the same request runs again (docs/api-keys.md)",
     ),
     "state_timeout_s": FieldSpec(
         "IMGCDN_STATE_TIMEOUT_S",
-        _float(0.05, 60),
+        float_in(0.05, 60),
         "longest wait for the shared state (rate limits, quotas, idempotency) before a 503",
+    ),
+    "redis_url": FieldSpec(
+        "IMGCDN_REDIS_URL",
+        redis_location,
+        "Redis for replicas: rate limits, quotas, idempotency records, jobs and their queue "
+        "move there from the data dir (docs/jobs.md); empty: embedded, one machine",
+        secret=True,  # a URL may carry a password
     ),
 }
 

@@ -19,6 +19,7 @@ import pytest
 import pyvips
 import uvicorn
 from hypothesis import settings as hypothesis_settings
+from redisproc import RedisProcess
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
@@ -151,6 +152,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One real redis-server for the session (tests/redisproc.py); tests that kill or pause
+    Redis take `own_redis` instead, so they never disturb the others."""
+    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisProcess) -> str:
+    """The session's Redis, emptied for this test."""
+    assert redis_server.command("FLUSHALL").startswith(b"+OK")
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, to kill, restart, pause and resume."""
+    server = RedisProcess(tmp_path / "redis")
+    server.folder.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def wait_until(check: Callable[[], bool], seconds: float = 20.0) -> None:
