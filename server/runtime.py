@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cachetools import LRUCache, TTLCache
+from redis.asyncio import Redis
 
+from server import redisconn
 from server.caching import OriginalsCache, SingleFlight, Variant, VariantCache, VariantStore
 from server.errors import StorageUnavailable
 from server.imaging.inspect import SourceLimits
@@ -44,6 +46,9 @@ class Runtime:
     originals: OriginalsCache | None
     keys: KeyRegistry
     state: StateStore
+    # IMGCDN_REDIS_URL's client (redisconn.py), shared by the state, the jobs and the queue;
+    # None when embedded. The delivery path never uses it.
+    redis: Redis | None = None
     flights: SingleFlight[tuple[Variant, str]] = field(default_factory=SingleFlight)
     # Identical processing requests in flight share one render and one result (process.py).
     result_flights: SingleFlight[Result] = field(default_factory=SingleFlight)
@@ -94,6 +99,10 @@ class Runtime:
         else:
             storage = LocalStorage(settings.data_dir)
         tokens = settings.admin_tokens or (admin_token_file(settings.data_dir),)
+        redis = None
+        if settings.redis_url:
+            redis = redisconn.connect(settings.redis_url, settings.state_timeout_s)
+            stack.push_async_callback(redis.aclose)  # closed after everything that uses it
         state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
         # Closed last: requests still finishing during shutdown record their answers.
         stack.push_async_callback(state.close)
@@ -131,6 +140,7 @@ class Runtime:
             originals=originals,
             keys=KeyRegistry(storage, settings.meta_ttl_s, key_defaults),
             state=state,
+            redis=redis,
             flights=flights,
             result_flights=result_flights,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
