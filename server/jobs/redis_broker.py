@@ -118,6 +118,7 @@ class StreamBroker(RedisStreamBroker):
         self._next_reclaim = 0.0
         self._cursor = "0-0"
         self._ticker: asyncio.Task[None] | None = None
+        self._unacked: set[str] = set()  # acks Redis refused, retried by the ticker
 
     def _redis(self) -> Redis:
         return Redis(connection_pool=self.connection_pool)
@@ -139,6 +140,8 @@ class StreamBroker(RedisStreamBroker):
         # Not alive any more: entries read and not run are taken over at once.
         with contextlib.suppress(RedisError, OSError):
             async with self._redis() as conn:
+                if self._unacked:
+                    await self._ack(conn, sorted(self._unacked))
                 await conn.delete(self.alive_key)
         await super().shutdown()
 
@@ -156,16 +159,24 @@ class StreamBroker(RedisStreamBroker):
     def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
             try:
-                async with self._redis() as conn, conn.pipeline(transaction=True) as pipe:
-                    pipe.xack(queue_name, self.consumer_group_name, id)
-                    pipe.xdel(queue_name, id)
-                    await pipe.execute()
+                await self._ack(conn=None, ids=[id])
             except (RedisError, OSError) as exc:
-                # The entry stays pending: XAUTOCLAIM hands it out again after idle_s, and
-                # the JobStore counts the re-run once. Raising would only end the receiver.
-                log.warning("job queue: ack failed (%s); will be redelivered", type(exc).__name__)
+                # The work is recorded; only the ack is missing. The ticker acks it once
+                # Redis answers again (a re-run, were this process to die first, counts once
+                # in the JobStore). Raising would only end the receiver.
+                log.warning("job queue: ack failed (%s); retried", type(exc).__name__)
+                self._unacked.add(id)
 
         return ack
+
+    async def _ack(self, conn: Redis | None, ids: list[str]) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if conn is None:
+                conn = await stack.enter_async_context(self._redis())
+            async with conn.pipeline(transaction=True) as pipe:
+                pipe.xack(STREAM, GROUP, *ids)
+                pipe.xdel(STREAM, *ids)
+                await pipe.execute()
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         ready: list[Entry] = []
@@ -224,6 +235,9 @@ class StreamBroker(RedisStreamBroker):
     async def _tick(self) -> None:
         async with self._redis() as conn:
             await conn.set(self.alive_key, b"1", px=self.alive_ms)
+            if retry := sorted(self._unacked):
+                await self._ack(conn, retry)
+                self._unacked.difference_update(retry)
             mover = conn.register_script(_MOVE_DUE)
             while await mover(keys=[DELAYED, STREAM], args=[repr(time.time()), _MOVE_BATCH]) == (
                 _MOVE_BATCH
