@@ -283,3 +283,21 @@ class IdempotencyKeyReused(ImgcdnError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, param="idempotency_key")
+
+
+class TooManyItems(BadRequest):
+    """A batch over IMGCDN_BATCH_MAX_ITEMS items."""
+
+    code = "too_many_items"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="items")
+
+
+class JobNotFound(NotFound):
+    """No such job, or another key's (keys see only their own jobs)."""
+
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r}", param="id")

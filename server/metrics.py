@@ -205,3 +205,49 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+# Jobs (SPEC §8). The gauges are read from the job store, which every process shares: each
+# process sets the same value, so the scrape takes the largest live one, not the sum.
+JOB_ITEMS = Gauge(
+    "imgcdn_job_items",
+    "Job items by state, over every kept job (pending, running, succeeded, failed, cancelled)",
+    ["state"],
+    multiprocess_mode="livemax",
+)
+JOB_QUEUE_DEPTH = Gauge(
+    "imgcdn_job_queue_depth",
+    "Job queue messages waiting or running (items and webhook deliveries)",
+    multiprocess_mode="livemax",
+)
+# From an item served from an existing result (ms) to a long batch's last item (hours).
+JOB_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0)
+JOB_ITEM_SECONDS = Histogram(
+    "imgcdn_job_item_seconds",
+    "Time from a job item's enqueue to its finish, by how it ended",
+    ["status"],
+    buckets=JOB_SECONDS_BUCKETS,
+)
+JOB_ITEM_WAIT_SECONDS = Histogram(
+    "imgcdn_job_item_wait_seconds",
+    "Time from a job item's enqueue to its start (queueing)",
+    buckets=JOB_SECONDS_BUCKETS,
+)
+JOB_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+for _state in JOB_STATES:
+    JOB_ITEMS.labels(_state)
+
+
+def job_item_started(waited_s: float) -> None:
+    JOB_ITEM_WAIT_SECONDS.observe(max(0.0, waited_s))
+
+
+def job_item_finished(status: str, seconds: float) -> None:
+    JOB_ITEM_SECONDS.labels(status).observe(max(0.0, seconds))
+
+
+def job_state(counts: dict[str, int], depth: int | None) -> None:
+    for state in JOB_STATES:
+        JOB_ITEMS.labels(state).set(counts.get(state, 0))
+    if depth is not None:
+        JOB_QUEUE_DEPTH.set(depth)
