@@ -9,11 +9,12 @@ anything is stored. A job belongs to the key that submitted it (the admin token'
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from server.errors import BadRequest, InvalidParam, JobNotFound, TooManyItems
+from server.errors import BadRequest, InvalidOp, InvalidParam, JobNotFound, TooManyItems
 from server.jobs import items
 from server.jobs.model import Item, Job, NewJob
 from server.keyfields import rfc3339
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from server.runtime import Runtime
 
 ID_PREFIX = "job_"
+STEP_PARAM = re.compile(r"items\[\d+\]\.ops\[")
 MAX_URL = 2048
 BODY = Obj(
     {
@@ -61,9 +63,14 @@ def check_submit(rt: Runtime, body: dict[str, Any], prefix: str, base: str) -> N
             f"items holds {len(raw_items)} items; at most {limit} per batch "
             "(IMGCDN_BATCH_MAX_ITEMS): split it"
         )
-    fields = BODY.check(body, "")
-    for i, raw in enumerate(raw_items or []):
-        items.check(rt, raw, f"items[{i}]")
+    try:
+        fields = BODY.check(body, "")
+        for i, raw in enumerate(raw_items or []):
+            items.check(rt, raw, f"items[{i}]")
+    except InvalidParam as exc:  # a step's fault is invalid_op, as process names it
+        if exc.param is not None and STEP_PARAM.match(exc.param):
+            raise InvalidOp(exc.param, exc.message) from None
+        raise
     webhook_url = fields.get("webhook_url")
     if webhook_url is not None:
         from server import webhooks  # the hooks helper's module (lands in main with #12)
