@@ -196,3 +196,22 @@ def test_a_graceful_shutdown_hands_back_what_it_claimed(tmp_path: Path) -> None:
         await two.shutdown()
 
     asyncio.run(run())
+
+
+def test_the_sweep_drops_jobs_ended_longer_ago_than_the_keep_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        store = SqliteJobs(tmp_path / "jobs.sqlite3", 10.0)
+        now = time.time()
+        for job_id in ("job_old", "job_open"):
+            await store.create(NewJob(job_id, "k", "batch", ({"n": 0},), now))
+        await store.finish_item("job_old", 0, ItemOutcome("succeeded", result={}))
+        assert await store.sweep(now + 100, keep_s=3600) == 0
+        assert await store.sweep(now + 3601, keep_s=3600) == 1
+        assert await store.get("job_old", None) is None
+        assert await store.get("job_open", None) is not None  # not ended: kept
+        assert await store.counts() == {"pending": 1}
+        await store.close()
+
+    asyncio.run(run())

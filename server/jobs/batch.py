@@ -9,6 +9,7 @@ anything is stored. A job belongs to the key that submitted it (the admin token'
 
 from __future__ import annotations
 
+import importlib
 import re
 import secrets
 import time
@@ -73,9 +74,7 @@ def check_submit(rt: Runtime, body: dict[str, Any], prefix: str, base: str) -> N
         raise
     webhook_url = fields.get("webhook_url")
     if webhook_url is not None:
-        from server import webhooks  # the hooks helper's module (lands in main with #12)
-
-        webhook_url = webhooks.check_url(rt, webhook_url, "webhook_url")
+        webhook_url = webhooks().check_url(rt, webhook_url, "webhook_url")
     return NewJob(
         id=ID_PREFIX + secrets.token_urlsafe(18),
         owner="",
@@ -85,6 +84,12 @@ def check_submit(rt: Runtime, body: dict[str, Any], prefix: str, base: str) -> N
         webhook_url=webhook_url,
         base_url=base,
     )
+
+
+def webhooks() -> Any:
+    """server/webhooks.py (the hooks helper's: sign, check_url, deliver, next_delay), by
+    name until it lands in main; then a plain import."""
+    return importlib.import_module("server.webhooks")
 
 
 def check_id(job_id: str) -> str:

@@ -241,14 +241,9 @@ class Engine:
             await asyncio.sleep(REFRESH_S)
 
 
-def engine_of(rt: Runtime) -> Engine:
-    engine: Engine = getattr(rt, "engine")  # noqa: B009  # set by Runtime.start
-    return engine
-
-
 async def submit(rt: Runtime, job: NewJob) -> Job:
-    return await engine_of(rt).submit(job)
+    return await rt.engine.submit(job)
 
 
 async def kick_webhook(rt: Runtime, job_id: str, not_before: float | None) -> None:
-    await engine_of(rt).kick_webhook(job_id, not_before)
+    await rt.engine.kick_webhook(job_id, not_before)
