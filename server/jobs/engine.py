@@ -112,6 +112,8 @@ class Engine:
         """Start the receiver; on `stack`, its graceful stop (pushed after the render pool,
         so unwound before it: running items finish, are recorded and acked)."""
         self.rt = rt
+        # taskiq logs every message it runs at INFO: a line per item of every batch.
+        logging.getLogger("taskiq.receiver.receiver").setLevel(logging.WARNING)
         self.broker.is_worker_process = True
         await self.broker.startup()
         receiver = Receiver(

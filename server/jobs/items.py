@@ -90,6 +90,9 @@ async def run(rt: Runtime, stored: dict[str, Any], index: int, retry: bool) -> I
         if exc.report:
             log.error("jobs: item %d failed", index, exc_info=exc)
         return _failed(exc)
+    except Exception as exc:  # a bug: fail the item (retrying would fail alike), say so
+        log.error("jobs: item %d failed", index, exc_info=exc)
+        return _failed(ImgcdnError())
     result = outcome.result
     return ItemOutcome(
         "succeeded",
