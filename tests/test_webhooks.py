@@ -11,19 +11,14 @@ import asyncio
 import contextlib
 import random
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import serving_in_thread
 from prometheus_client import REGISTRY
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
+from webhook_receiver import Receiver, receiving
 
 from server.errors import ImgcdnError
 from server.runtime import Runtime
@@ -34,59 +29,10 @@ SECRET = "webhook-test-secret-0123456789abcdef"
 BODY = b'{"id":"job_1","status":"completed","count":1,"done":1,"failed":0}'
 
 
-@dataclass
-class Receiver:
-    """A webhook receiver: /hook answers the statuses in `plan` in turn, then 200."""
-
-    base: str = ""
-    plan: list[int] = field(default_factory=list)
-    seen: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    async def hook(self, request: Request) -> Response:
-        await self.record(request)
-        return Response(status_code=self.plan.pop(0) if self.plan else 200)
-
-    async def hang(self, request: Request) -> Response:
-        await self.record(request)
-        await asyncio.to_thread(self.release.wait, 60)  # until the test ends
-        return Response()
-
-    async def hang_after_status(self, request: Request) -> Response:
-        await self.record(request)
-
-        async def body() -> AsyncIterator[bytes]:
-            yield b"accepted"
-            await asyncio.to_thread(self.release.wait, 60)
-
-        return StreamingResponse(body(), status_code=202)
-
-    async def redirect(self, request: Request) -> Response:
-        await self.record(request)
-        return RedirectResponse("/hook", status_code=302)
-
-    async def record(self, request: Request) -> None:
-        self.seen.append((request.url.path, dict(request.headers), await request.body()))
-
-    def app(self) -> Starlette:
-        routes = [
-            Route("/hook", self.hook, methods=["POST"]),
-            Route("/hang", self.hang, methods=["POST"]),
-            Route("/hang-after-status", self.hang_after_status, methods=["POST"]),
-            Route("/redirect", self.redirect, methods=["POST"]),
-        ]
-        return Starlette(routes=routes)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    with serving_in_thread(r.app()) as base:
-        r.base = base
-        try:
-            yield r
-        finally:
-            r.release.set()  # let hanging handlers end, so uvicorn can stop
+    with receiving() as r:
+        yield r
 
 
 @pytest.fixture
