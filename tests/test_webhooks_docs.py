@@ -110,11 +110,12 @@ def test_another_secret_is_refused(verifier: str, captured: tuple[str, bytes]) -
 
 
 @pytest.mark.parametrize("verifier", VERIFIERS)
-@pytest.mark.parametrize(("age", "verdict"), [(290, "ok"), (301, "refused"), (-301, "refused")])
+@pytest.mark.parametrize(("age", "verdict"), [(290, "ok"), (310, "refused"), (-310, "refused")])
 def test_a_signature_more_than_5_minutes_off_is_refused(
     verifier: str, captured: tuple[str, bytes], age: int, verdict: str
 ) -> None:
-    """Correctly signed, at another time: the check is on `t` itself, not the signature."""
+    """Correctly signed, at another time: the check is on `t` itself, not the signature.
+    10 s clear of the 300 s edge: `t` is whole seconds and the verifier reads its clock later."""
     _, body = captured
     assert run(verifier, sign(SECRET, int(time.time()) - age, body), body) == verdict
 
