@@ -285,6 +285,17 @@ class IdempotencyKeyReused(ImgcdnError):
         super().__init__(message, param="idempotency_key")
 
 
+class WebhookForbidden(BadRequest):
+    """A `webhook_url` the SSRF guard refuses (a loopback, private or metadata address):
+    refused at submit, as a source URL would be, but a 400 since it is the request's own
+    field that is wrong, not a fetch that was denied."""
+
+    code = "webhook_forbidden"
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, param=param)
+
+
 class TooManyItems(BadRequest):
     """A batch over IMGCDN_BATCH_MAX_ITEMS items."""
 

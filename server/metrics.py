@@ -207,6 +207,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+WEBHOOK_ATTEMPTS = Counter(
+    "imgcdn_webhook_attempts_total",
+    "Webhook delivery attempts by outcome: delivered (2xx), retry (timeout, connection "
+    "error or another answer) or refused (the SSRF guard refused the target)",
+    ["outcome"],
+)
+for _outcome in ("delivered", "retry", "refused"):  # charted from zero
+    WEBHOOK_ATTEMPTS.labels(_outcome)
+
+
+def webhook_attempted(outcome: str) -> None:
+    """One webhook delivery attempt ended (webhooks.deliver)."""
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()
+
+
 # Jobs (SPEC §8). The gauges are read from the job store, which every process shares: each
 # process sets the same value, so the scrape takes the largest live one, not the sum.
 JOB_ITEMS = Gauge(

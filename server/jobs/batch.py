@@ -9,12 +9,12 @@ anything is stored. A job belongs to the key that submitted it (the admin token'
 
 from __future__ import annotations
 
-import importlib
 import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from server import webhooks
 from server.errors import BadRequest, InvalidOp, InvalidParam, JobNotFound, TooManyItems
 from server.jobs import items
 from server.jobs.model import Item, Job, NewJob
@@ -74,7 +74,7 @@ def check_submit(rt: Runtime, body: dict[str, Any], prefix: str, base: str) -> N
         raise
     webhook_url = fields.get("webhook_url")
     if webhook_url is not None:
-        webhook_url = webhooks().check_url(rt, webhook_url, "webhook_url")
+        webhook_url = webhooks.check_url(rt, webhook_url, "webhook_url")
     return NewJob(
         id=ID_PREFIX + secrets.token_urlsafe(18),
         owner="",
@@ -84,12 +84,6 @@ def check_submit(rt: Runtime, body: dict[str, Any], prefix: str, base: str) -> N
         webhook_url=webhook_url,
         base_url=base,
     )
-
-
-def webhooks() -> Any:
-    """server/webhooks.py (the hooks helper's: sign, check_url, deliver, next_delay), by
-    name until it lands in main; then a plain import."""
-    return importlib.import_module("server.webhooks")
 
 
 def check_id(job_id: str) -> str:

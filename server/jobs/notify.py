@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from server.jobs.batch import status_json, webhooks
+from server import webhooks
+from server.jobs.batch import status_json
 from server.jobs.model import WebhookState
 
 if TYPE_CHECKING:
@@ -22,12 +23,11 @@ SETTLED = frozenset({"delivered", "failed", "refused"})
 
 
 async def deliver(rt: Runtime, engine: Engine, job_id: str) -> None:
-    hooks = webhooks()
     job = await engine.store.get(job_id, None)
     if job is None or job.webhook is None or job.webhook.status in SETTLED:
         return  # swept, no webhook, or an earlier run of this message settled it
     body = orjson.dumps(status_json(job))
-    attempt = await hooks.deliver(rt, job.webhook.url, body, job.id)
+    attempt = await webhooks.deliver(rt, job.webhook.url, body, job.id)
     attempts = job.webhook.attempts + 1
     url = job.webhook.url
     if attempt.outcome == "delivered":
@@ -37,7 +37,7 @@ async def deliver(rt: Runtime, engine: Engine, job_id: str) -> None:
         state = WebhookState(url, "refused", attempts, error=attempt.error)
         await engine.store.set_webhook(job.id, state)
         return
-    delay = hooks.next_delay(attempts)
+    delay = webhooks.next_delay(attempts)
     if delay is None:
         await engine.store.set_webhook(
             job.id, WebhookState(url, "failed", attempts, error=attempt.error)
