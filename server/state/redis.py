@@ -148,10 +148,12 @@ class RedisState:
             if policy.daily_quota is not None:
                 await self._give_back(keys=[quota_key], args=[cost])
             return report(policy, now_ms, 0, used, "rate", decision.retry_after_ms)
-        await self.client.set(f"{PREFIX}used:{key_id}", repr(now))
-        # Read after the charge, for the headers only: another replica's charge in between
-        # can make `remaining` one lower than it was for this request, never higher.
-        return report(policy, now_ms, await self._tat(key_id, policy), used)
+        # The state read after the charge is for the headers only: another replica's charge
+        # in between can make `remaining` lower than it was for this request, never higher.
+        _, tat = await asyncio.gather(
+            self.client.set(f"{PREFIX}used:{key_id}", repr(now)), self._tat(key_id, policy)
+        )
+        return report(policy, now_ms, tat, used)
 
     async def claim(self, scope: str, fingerprint: bytes, in_flight_s: float) -> Claim:
         token = secrets.token_hex(16)
