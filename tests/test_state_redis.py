@@ -1,10 +1,11 @@
 """`imgcdn serve` with IMGCDN_REDIS_URL, against a real redis-server that hangs (SIGSTOP):
 delivery keeps serving from storage, the keyed API answers 503 state_unavailable with
 Retry-After within the state timeout, /readyz says Redis is down; and all of it recovers
-when Redis answers again (SIGCONT)."""
+when Redis answers again (SIGCONT). And RedisState on a Redis killed and restarted."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 from conftest import AUTH, IMAGES, TOKEN, error_body, wait_until
 from test_server import serving
+
+from server import redisconn
+from server.state.base import Policy
+from server.state.redis import RedisState
 
 STATE_TIMEOUT_S = 0.5
 P3 = base64.b64encode((IMAGES / "p3.jpg").read_bytes()).decode()  # 400 x 300
@@ -75,3 +80,26 @@ def test_a_hung_redis_never_stops_delivery_and_the_keyed_api_answers_503_until_i
         assert r.status_code == 200 and "ratelimit-remaining" in r.headers
         assert served.stop() == 0
     assert own_redis.url not in served.log()
+
+
+def test_after_a_redis_restart_every_pooled_connection_answers_its_next_call(own_redis):
+    async def main() -> None:
+        client = redisconn.connect(own_redis.url, 2.0)
+        state = RedisState(client, 2.0)
+        policy = Policy(0.001, 20, None)
+        try:
+            # Eight connections in the pool, all open to the Redis about to die.
+            assert all(
+                c.allowed
+                for c in await asyncio.gather(*(state.charge("k", policy) for _ in range(8)))
+            )
+            own_redis.kill()
+            own_redis.start()  # its append-only file brings the key's state back
+            # Each stale connection fails once, reconnects and retries (redisconn's Retry).
+            charges = await asyncio.gather(*(state.charge("k", policy) for _ in range(8)))
+            assert [c.allowed for c in charges] == [True] * 8
+            assert min(c.remaining for c in charges) == 20 - 16
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
