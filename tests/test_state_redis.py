@@ -41,6 +41,8 @@ def test_a_hung_redis_never_stops_delivery_and_the_keyed_api_answers_503_until_i
         assert put.status_code == 201, put.text
         made = http.post("/v1/keys", json={"name": "app"}, headers=AUTH)
         key = {"Authorization": f"Bearer {made.json()['key']}"}
+        for n in range(7):
+            assert http.post("/v1/keys", json={"name": f"more-{n}"}, headers=AUTH).is_success
         assert http.post("/v1/image/resize", json=RESIZE, headers=key).status_code == 200
         assert http.get("/t/_/photo.jpg?w=100").status_code == 200
         ready = http.get("/readyz")
@@ -66,6 +68,12 @@ def test_a_hung_redis_never_stops_delivery_and_the_keyed_api_answers_503_until_i
                 assert error_body(r, 503)["code"] == "state_unavailable"
                 assert r.headers["retry-after"] == "2"
                 assert took < STATE_TIMEOUT_S + 1.5
+            # The admin API answers; key listings only lack the last use, found in Redis.
+            started = time.monotonic()
+            listed = http.get("/v1/keys", headers=AUTH)
+            assert listed.status_code == 200 and len(listed.json()["items"]) == 8
+            assert {k["last_used_at"] for k in listed.json()["items"]} == {None}
+            assert time.monotonic() - started < STATE_TIMEOUT_S + 1.5
             down = http.get("/readyz")
             assert error_body(down, 503)["code"] == "state_unavailable"
             assert own_redis.url not in down.text
