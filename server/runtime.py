@@ -27,6 +27,7 @@ from server.settings import Settings
 from server.spec import Limits
 from server.state.base import StateStore
 from server.state.local import SqliteState
+from server.state.redis import RedisState
 from server.storage.base import AssetMeta, Storage
 from server.storage.local import LocalStorage
 from server.storage.s3 import S3Storage
@@ -112,7 +113,11 @@ class Runtime:
         if settings.redis_url:
             redis = redisconn.connect(settings.redis_url, settings.state_timeout_s)
             stack.push_async_callback(redis.aclose)  # closed after everything that uses it
-        state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
+        state: StateStore
+        if redis is not None:  # replicas share limits and idempotency records there
+            state = RedisState(redis, settings.state_timeout_s)
+        else:
+            state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
         # Closed last: requests still finishing during shutdown record their answers.
         stack.push_async_callback(state.close)
         store = VariantStore(storage, settings.variant_store, settings.variant_store_bytes)

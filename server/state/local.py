@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 import orjson
-from pyrate_limiter import Duration, Rate, RateItem, StateBucket, TokenBucket
+from pyrate_limiter import Duration, Rate, RateItem, StateBucket
 from pyrate_limiter.abstracts.algorithm import Decision, State, StateAlgorithm
 from pyrate_limiter.abstracts.store import StateStore as RateStore
 
 from server.state.base import DAY_S, Charge, Claim, Policy, Stored
+from server.state.limits import ALGORITHM, quota_day, rate_of, report, to_midnight_ms
 from server.state.sqlite import SqliteFile, transaction
 
 SWEEP_EVERY_S = 60.0
@@ -34,12 +35,6 @@ CREATE TABLE IF NOT EXISTS idem (scope TEXT PRIMARY KEY, fingerprint BLOB NOT NU
                                  token TEXT NOT NULL, done INTEGER NOT NULL, expires REAL NOT NULL,
                                  status INTEGER, headers BLOB, body BLOB);
 """
-_ALGORITHM = TokenBucket()
-
-
-def rate_of(policy: Policy) -> Rate:
-    # Per 1000 s, so a fractional rate (0.5/s) is still an integer count; burst as given.
-    return Rate(max(1, round(policy.rate_per_s * 1000)), 1000 * Duration.SECOND, policy.burst)
 
 
 class _KeyRow(RateStore):
@@ -48,7 +43,7 @@ class _KeyRow(RateStore):
 
     def __init__(self, db: sqlite3.Connection, key_id: str, policy: Policy, now_s: float) -> None:
         self.db, self.key_id, self.policy, self.now_s = db, key_id, policy, now_s
-        self.day = int(now_s // DAY_S)
+        self.day = quota_day(now_s)
         quota = policy.daily_quota
         self.quota_rate = Rate(quota, Duration.DAY) if quota else None
         self.tat = 0
@@ -71,8 +66,7 @@ class _KeyRow(RateStore):
             return decision
         quota = self.policy.daily_quota
         if self.quota_rate is not None and quota is not None and self.used + weight > quota:
-            to_midnight_ms = math.ceil((DAY_S - self.now_s % DAY_S) * 1000)
-            return Decision(failing_rate=self.quota_rate, retry_after_ms=to_midnight_ms)
+            return Decision(failing_rate=self.quota_rate, retry_after_ms=to_midnight_ms(self.now_s))
         self.tat, self.used = int(state[0]), self.used + weight
         self.db.execute(
             "INSERT INTO rate (key, tat, used_at) VALUES (?, ?, ?) ON CONFLICT (key) "
@@ -170,32 +164,17 @@ class SqliteState:
 
 
 def _charge(db: sqlite3.Connection, key_id: str, policy: Policy, cost: int, now: float) -> Charge:
-    rate = rate_of(policy)
     row = _KeyRow(db, key_id, policy, now)
     now_ms = int(now * 1000)
     if cost == 0:
         row.load()
-        return _report(policy, rate, row, now_ms, None)
-    bucket = StateBucket([rate], _ALGORITHM, row)
+        return report(policy, now_ms, row.tat, row.used)
+    bucket = StateBucket([rate_of(policy)], ALGORITHM, row)
     with transaction(db):
         decision = bucket.put_decision(RateItem(key_id, now_ms, cost))
     assert isinstance(decision, Decision)  # a sync store gives a sync answer
-    return _report(policy, rate, row, now_ms, decision)
-
-
-def _report(
-    policy: Policy, rate: Rate, row: _KeyRow, now_ms: int, decision: Decision | None
-) -> Charge:
-    retry_s = math.ceil((decision.retry_after_ms or 1000) / 1000) if decision else 0
-    to_midnight = math.ceil(DAY_S - (now_ms / 1000) % DAY_S)
-    if decision is not None and not decision.allowed:
-        if decision.failing_rate is row.quota_rate:
-            return Charge("quota", policy.daily_quota or 0, 0, to_midnight, to_midnight)
-        return Charge("rate", policy.burst, 0, retry_s, max(1, retry_s))
-    owed = _ALGORITHM.consumed([rate], (row.tat,), now_ms)
-    rate_left = max(0, policy.burst - owed)
-    refill_s = math.ceil(max(0, row.tat - now_ms * 1000) / 1_000_000)
-    quota = policy.daily_quota
-    if quota is not None and quota - row.used < rate_left:
-        return Charge(None, quota, max(0, quota - row.used), to_midnight)
-    return Charge(None, policy.burst, rate_left, refill_s)
+    if decision.allowed:
+        return report(policy, now_ms, row.tat, row.used)
+    if decision.failing_rate is row.quota_rate:
+        return report(policy, now_ms, row.tat, row.used, "quota")
+    return report(policy, now_ms, row.tat, row.used, "rate", decision.retry_after_ms)
