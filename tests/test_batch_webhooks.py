@@ -16,6 +16,9 @@ from test_batch import ended, resize, status, submit
 from webhook_receiver import Receiver, receiving
 
 from server import webhooks
+from server.jobs import notify
+from server.jobs.engine import Engine
+from server.jobs.model import Job
 
 SECRET = "batch-webhook-secret-0123456789abcdef"
 
@@ -109,3 +112,29 @@ def test_a_webhook_url_the_guard_refuses_is_400_at_submit(make_client: Any) -> N
 def test_without_a_webhook_the_status_has_none(client: TestClient) -> None:
     final = ended(client, submit(client, {"items": [resize(30)]}).json()["id"])
     assert "webhook" not in final
+
+
+def test_a_webhook_whose_kick_died_with_its_process_is_sent_by_the_watchdog(
+    hooked: TestClient, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process that records a job's end dies before it queues the webhook: here the
+    # kick raises instead, which leaves the same state (job ended, webhook pending, no
+    # delivery message). The job's watchdog, queued at submit, makes the attempt.
+    monkeypatch.setattr(notify, "WATCH_S", 0.3)
+    monkeypatch.setattr(notify, "GRACE_S", 0.2)
+    lost: list[str] = []
+    real_ended = Engine.ended
+
+    async def dies_once(self: Engine, job: Job) -> None:
+        if not lost:
+            lost.append(job.id)
+            raise RuntimeError("the process died between the job's end and its kick")
+        await real_ended(self, job)
+
+    monkeypatch.setattr(Engine, "ended", dies_once)
+    job = submit(hooked, {"items": [resize(30)], "webhook_url": f"{receiver.base}/hook"}).json()
+    final = delivered(hooked, job["id"])
+    assert lost == [job["id"]]
+    assert (final["webhook"]["status"], final["webhook"]["attempts"]) == ("delivered", 1)
+    assert len(receiver.seen) == 1
+    assert orjson.loads(receiver.seen[0][2])["status"] == "completed"

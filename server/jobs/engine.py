@@ -162,6 +162,8 @@ class Engine:
         try:
             for index in range(len(job.items)):
                 await self.run_item_task.kicker().with_labels(enqueued_at=now).kiq(job.id, index)
+            if job.webhook_url:
+                await self.kick_webhook(job.id, now + notify.WATCH_S, watch=True)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await self.store.cancel(job.id, None)
@@ -178,10 +180,15 @@ class Engine:
             await self.ended(after)
         return after
 
-    async def kick_webhook(self, job_id: str, not_before: float | None) -> None:
+    async def kick_webhook(
+        self, job_id: str, not_before: float | None, watch: bool = False
+    ) -> None:
+        """Queue a delivery attempt (`watch`: the job's watchdog, notify.py)."""
         kicker = self.webhook_task.kicker()
         if not_before is not None:
             kicker = kicker.with_labels(not_before=not_before)
+        if watch:
+            kicker = kicker.with_labels(watch=1)
         await kicker.kiq(job_id)
 
     async def ended(self, job: Job) -> None:
@@ -219,7 +226,8 @@ class Engine:
 
     async def _deliver_webhook(self, job_id: str, context: Context) -> None:
         assert self.rt is not None
-        await notify.deliver(self.rt, self, job_id)
+        watch = str(context.message.labels.get("watch") or "") in ("1", "True", "true")
+        await notify.deliver(self.rt, self, job_id, watch)
         await context.ack()
 
     # -- housekeeping ----------------------------------------------------------------
