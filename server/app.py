@@ -28,6 +28,7 @@ from server.json import error_response
 from server.ops import OPS
 from server.routes import (
     assets,
+    batch,
     delivery,
     health,
     image_assets,
@@ -71,8 +72,10 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.runtime = await Runtime.start(settings, stack)
-            results_sweep.start(app.state.runtime, stack)
+            app.state.runtime = rt = await Runtime.start(settings, stack)
+            results_sweep.start(rt, stack)
+            # Last on the stack, so stopped first: running items finish on a live pool.
+            await rt.engine.start(rt, stack)
             yield
 
     routes = [
@@ -129,7 +132,12 @@ def processing_routes() -> list[BaseRoute]:
     routes += [
         Route(f"{prefix}/{name}", processing.op_endpoint(name), methods=["POST"]) for name in OPS
     ]
-    later = ["batch/submit", "batch/status/{id}", "batch/cancel/{id}", "moderate", "ocr", "tag"]
+    routes += [
+        Route(f"{prefix}/batch/submit", batch.submit, methods=["POST"]),
+        Route(f"{prefix}/batch/status/{{id}}", batch.status, methods=["GET", "HEAD"]),
+        Route(f"{prefix}/batch/cancel/{{id}}", batch.cancel, methods=["POST"]),
+    ]
+    later = ["moderate", "ocr", "tag"]
     routes += [
         Route(f"{prefix}/{path}", processing.not_available, methods=["GET", "POST"])
         for path in later

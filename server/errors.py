@@ -283,3 +283,32 @@ class IdempotencyKeyReused(ImgcdnError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, param="idempotency_key")
+
+
+class WebhookForbidden(BadRequest):
+    """A `webhook_url` the SSRF guard refuses (a loopback, private or metadata address):
+    refused at submit, as a source URL would be, but a 400 since it is the request's own
+    field that is wrong, not a fetch that was denied."""
+
+    code = "webhook_forbidden"
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, param=param)
+
+
+class TooManyItems(BadRequest):
+    """A batch over IMGCDN_BATCH_MAX_ITEMS items."""
+
+    code = "too_many_items"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="items")
+
+
+class JobNotFound(NotFound):
+    """No such job, or another key's (keys see only their own jobs)."""
+
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r}", param="id")

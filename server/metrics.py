@@ -205,3 +205,83 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+WEBHOOK_ATTEMPTS = Counter(
+    "imgcdn_webhook_attempts_total",
+    "Webhook delivery attempts by outcome: delivered (2xx), retry (timeout, connection "
+    "error or another answer) or refused (the SSRF guard refused the target)",
+    ["outcome"],
+)
+for _outcome in ("delivered", "retry", "refused"):  # charted from zero
+    WEBHOOK_ATTEMPTS.labels(_outcome)
+
+
+def webhook_attempted(outcome: str) -> None:
+    """One webhook delivery attempt ended (webhooks.deliver)."""
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()
+
+
+# Jobs (SPEC §8). The gauges are read from the job store, which every process shares: each
+# process sets the same value, so the scrape takes the largest live one, not the sum.
+JOB_ITEMS = Gauge(
+    "imgcdn_job_items",
+    "Job items by state, over every kept job (pending, running, succeeded, failed, cancelled)",
+    ["state"],
+    multiprocess_mode="livemax",
+)
+JOB_QUEUE_DEPTH = Gauge(
+    "imgcdn_job_queue_depth",
+    "Job queue messages waiting or running (items and webhook deliveries)",
+    multiprocess_mode="livemax",
+)
+# From the queue's own overhead on an idle server (a few ms, bench/jobs.py) to a long
+# batch's last item (hours).
+JOB_SECONDS_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+    7200.0,
+)
+JOB_ITEM_SECONDS = Histogram(
+    "imgcdn_job_item_seconds",
+    "Time from a job item's enqueue to its finish, by how it ended",
+    ["status"],
+    buckets=JOB_SECONDS_BUCKETS,
+)
+JOB_ITEM_WAIT_SECONDS = Histogram(
+    "imgcdn_job_item_wait_seconds",
+    "Time from a job item's enqueue to its start (queueing)",
+    buckets=JOB_SECONDS_BUCKETS,
+)
+JOB_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+for _state in JOB_STATES:
+    JOB_ITEMS.labels(_state)
+
+
+def job_item_started(waited_s: float) -> None:
+    JOB_ITEM_WAIT_SECONDS.observe(max(0.0, waited_s))
+
+
+def job_item_finished(status: str, seconds: float) -> None:
+    JOB_ITEM_SECONDS.labels(status).observe(max(0.0, seconds))
+
+
+def job_state(counts: dict[str, int], depth: int | None) -> None:
+    for state in JOB_STATES:
+        JOB_ITEMS.labels(state).set(counts.get(state, 0))
+    if depth is not None:
+        JOB_QUEUE_DEPTH.set(depth)

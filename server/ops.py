@@ -167,9 +167,10 @@ STEP = Obj(
 )
 
 
-def check_step(raw: object, index: int) -> tuple[str, dict[str, Any]]:
-    """One `process` step -> (op, params), validated, errors naming ops[i]..."""
-    path = f"ops[{index}]"
+def check_step(raw: object, index: int, within: str = "") -> tuple[str, dict[str, Any]]:
+    """One `process` step -> (op, params), validated, errors naming ops[i]... (after
+    `within`, e.g. `items[3].` for a batch item's steps)."""
+    path = f"{within}ops[{index}]"
     step = STEP.check(raw, path)
     params = step.get("params", {})
     if not isinstance(params, dict):

@@ -9,9 +9,9 @@ the delivery path (/t/, /r/) never touches Redis.
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from server.errors import StateUnavailable
 
@@ -22,6 +22,9 @@ def connect(url: str, timeout_s: float) -> Redis:
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
+        # redis.asyncio's Retry: the synchronous one (redis.retry) returns the coroutine
+        # without awaiting it, so it never retried. The one retry matters after a Redis
+        # restart: each pooled connection's next command fails once and reconnects.
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )

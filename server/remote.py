@@ -9,7 +9,7 @@ Two address checks, because aiohttp's connector has two paths to an address:
 - a host that is an IP literal (any form a resolver would accept: `127.0.0.1`, `2130706433`,
   `0x7f000001`, `0177.0.0.1`, `127.1`, `[::ffff:127.0.0.1]`, ...) is parsed and checked by
   `check_url` before any session exists; aiohttp would not ask a resolver about it;
-- a host name goes through `_PublicResolver`, which drops every non-public address from the
+- a host name goes through `PublicResolver`, which drops every non-public address from the
   answer the connector then connects to, so there is no window between check and connect.
 What counts as non-public is `origins.refusal`. `allowed_hosts` (scheme, host and port, see
 `origins.SourceOrigin`) narrows the origins further; it never lets a non-public address
@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -85,7 +86,7 @@ class _Progress:
 async def fetch(url: str, policy: FetchPolicy) -> tuple[bytes, str | None]:
     """The body at `url` and its Content-Type, or an ImgcdnError naming why not."""
     target = check_url(url, policy)
-    resolver = _PublicResolver(policy.allow_private)
+    resolver = PublicResolver(policy.allow_private)
     progress = _Progress()
     try:
         async with asyncio.timeout(policy.timeout_s), _session(resolver) as session:
@@ -154,7 +155,7 @@ def _check_origin(url: URL, host: str, allowed: tuple[SourceOrigin, ...], where:
         )
 
 
-class _PublicResolver(AbstractResolver):
+class PublicResolver(AbstractResolver):
     """The default resolver, minus every address `refusal` names (unless allow_private)."""
 
     def __init__(self, allow_private: bool) -> None:
@@ -194,13 +195,21 @@ class _PublicResolver(AbstractResolver):
 
 
 def _session(resolver: AbstractResolver) -> aiohttp.ClientSession:
-    """The one place a connection can come from (tests replace it to prove none is made)."""
+    """The one place a fetch's connection can come from (tests replace it to prove none is
+    made)."""
+    return open_session(resolver, HEADERS)
+
+
+def open_session(resolver: AbstractResolver, headers: Mapping[str, str]) -> aiohttp.ClientSession:
+    """A session that connects only to what `resolver` answers (a PublicResolver: the SSRF
+    guard), with no timeouts of its own: the caller's one deadline bounds it (webhooks.py
+    posts through it too)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True),
-        # No timeouts of aiohttp's own (its default is 300 s a request): fetch()'s one
+        # No timeouts of aiohttp's own (its default is 300 s a request): the caller's one
         # deadline covers every request, redirect and body, and is the one that answers.
         timeout=aiohttp.ClientTimeout(),
-        headers=HEADERS,
+        headers=headers,
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,  # no proxies from the environment: they would connect for us
         auto_decompress=False,  # the byte cap counts the bytes that came over the wire

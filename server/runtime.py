@@ -9,6 +9,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cachetools import LRUCache, TTLCache
 from redis.asyncio import Redis
@@ -26,10 +27,15 @@ from server.settings import Settings
 from server.spec import Limits
 from server.state.base import StateStore
 from server.state.local import SqliteState
+from server.state.redis import RedisState
 from server.storage.base import AssetMeta, Storage
 from server.storage.local import LocalStorage
 from server.storage.s3 import S3Storage
 from server.templates import TemplateRegistry
+
+if TYPE_CHECKING:  # jobs/engine.py runs process.py, which needs this module
+    from server.jobs.engine import Engine
+    from server.jobs.store import JobStore
 
 log = logging.getLogger("imgcdn")
 
@@ -63,6 +69,10 @@ class Runtime:
     source_limits: SourceLimits = field(init=False)
     render_options: RenderOptions = field(init=False)
     results: ResultStore = field(init=False)
+    # The job engine (SPEC §8: batches) and its store; built by `start`, its receiver
+    # started by app.py's lifespan once the Runtime exists.
+    engine: Engine = field(init=False)
+    jobs: JobStore = field(init=False)
 
     def __post_init__(self) -> None:
         # Derived once per process: the request path reads them on every request.
@@ -103,7 +113,11 @@ class Runtime:
         if settings.redis_url:
             redis = redisconn.connect(settings.redis_url, settings.state_timeout_s)
             stack.push_async_callback(redis.aclose)  # closed after everything that uses it
-        state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
+        state: StateStore
+        if redis is not None:  # replicas share limits and idempotency records there
+            state = RedisState(redis, settings.state_timeout_s)
+        else:
+            state = SqliteState(settings.data_dir / "state.sqlite3", settings.state_timeout_s)
         # Closed last: requests still finishing during shutdown record their answers.
         stack.push_async_callback(state.close)
         store = VariantStore(storage, settings.variant_store, settings.variant_store_bytes)
@@ -129,7 +143,7 @@ class Runtime:
         key_defaults = FieldDefaults(
             settings.key_rate_per_s, settings.key_burst, settings.key_daily_quota or None
         )
-        return cls(
+        rt = cls(
             settings=settings,
             storage=storage,
             pool=pool,
@@ -145,6 +159,15 @@ class Runtime:
             result_flights=result_flights,
             meta_cache=TTLCache(maxsize=10_000, ttl=max(settings.meta_ttl_s, 1e-6)),
         )
+        from server.jobs.engine import Engine  # see TYPE_CHECKING above
+
+        rt.engine = Engine.build(settings, redis)
+        rt.jobs = rt.engine.store
+        # Unwound before the render pool stops (pushed after it), but after the receiver
+        # (app.py pushes that later still): the broker hands back its claims, then the
+        # store closes.
+        stack.push_async_callback(rt.engine.close)
+        return rt
 
 
 async def _sweep(store: VariantStore, every_s: float = 60.0) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from server.settingvalues import (
     storage_url,
     token_list,
     url_list,
+    webhook_secret,
 )
 
 ShrinkRule = Literal["fast", "quality"]
@@ -82,6 +83,11 @@ class Settings:
     idempotency_max_bytes: int = 1 * MIB
     state_timeout_s: float = 2.0
     redis_url: str = ""
+    # "": generated in <data dir>/webhook-secret (webhooks.py). Out of repr: never logged.
+    webhook_secret: str = field(default="", repr=False)
+    batch_max_items: int = 1000
+    job_concurrency: int = 0  # 0: half the render threads, at least 1
+    job_keep_s: float = 86_400.0
 
     @classmethod
     def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -321,6 +327,30 @@ FIELDS: dict[str, FieldSpec] = {
         "Redis for replicas: rate limits, quotas, idempotency records, jobs and their queue "
         "move there from the data dir (docs/jobs.md); empty: embedded, one machine",
         secret=True,  # a URL may carry a password
+    ),
+    "webhook_secret": FieldSpec(
+        "IMGCDN_WEBHOOK_SECRET",
+        webhook_secret,
+        "the key webhooks are signed with (HMAC-SHA256, >= 32 chars; docs/webhooks.md); "
+        "empty: generated at first start into <data dir>/webhook-secret (with "
+        "IMGCDN_REDIS_URL, agreed through Redis so every replica signs alike)",
+        secret=True,
+    ),
+    "batch_max_items": FieldSpec(
+        "IMGCDN_BATCH_MAX_ITEMS",
+        int_in(1, 100_000),
+        "most items in one batch (POST /v1/image/batch/submit); more is 400 too_many_items",
+    ),
+    "job_concurrency": FieldSpec(
+        "IMGCDN_JOB_CONCURRENCY",
+        int_in(0, 1024),
+        "job items one server process runs at once, so batches never take every render "
+        "slot from delivery (0: half IMGCDN_RENDER_THREADS, at least 1)",
+    ),
+    "job_keep_s": FieldSpec(
+        "IMGCDN_JOB_KEEP_S",
+        float_in(60, 366 * 86_400),
+        "how long a finished job stays answerable (status, results) before it is swept",
     ),
 }
 

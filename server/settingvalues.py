@@ -121,3 +121,12 @@ def redis_location(raw: str) -> str:
     if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL (or empty: no Redis)")
     return raw
+
+
+def webhook_secret(raw: str) -> str:
+    """'' (generated in the data dir) or a secret of at least 32 characters."""
+    if raw and len(raw) < 32:
+        raise ValueError("must be at least 32 characters (use 32+ random bytes)")
+    if any(c.isspace() for c in raw):
+        raise ValueError("must not contain spaces")
+    return raw

@@ -45,7 +45,7 @@ class RedisProcess:
         args += ["--dir", str(self.folder), "--save", "", "--appendonly", "yes"]
         args += ["--appendfsync", "always", "--daemonize", "no", "--protected-mode", "no"]
         args += ["--logfile", str(self.folder / "redis.log")]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while not self.answers():
             if self.process.poll() is not None:

@@ -545,8 +545,8 @@ def test_the_processing_api_needs_a_key(client: TestClient) -> None:
     assert error_body(r, 401)["code"] == "unauthorized"
 
 
-def test_batch_and_the_vision_index_endpoints_are_501_not_404(client: TestClient) -> None:
-    for path in ("batch/submit", "batch/status/abc", "moderate", "ocr", "tag"):
+def test_the_vision_index_endpoints_are_501_not_404(client: TestClient) -> None:
+    for path in ("moderate", "ocr", "tag"):
         assert error_body(post(client, path, {}), 501)["code"] == "not_available"
 
 

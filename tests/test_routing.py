@@ -44,17 +44,13 @@ ROUTES = {
     "/v1/image/process": ("/v1/image/process", {"POST"}),
     "/v1/image/metadata": ("/v1/image/metadata", {"POST"}),
     **{f"/v1/image/{op}": (f"/v1/image/{op}", {"POST"}) for op in OPS},
-    # Later issues' endpoints answer 501 to GET and POST alike (batch: jobs; the rest: vision).
+    "/v1/image/batch/submit": ("/v1/image/batch/submit", {"POST"}),
+    "/v1/image/batch/status/{id}": ("/v1/image/batch/status/job_abc", {"GET", "HEAD"}),
+    "/v1/image/batch/cancel/{id}": ("/v1/image/batch/cancel/job_abc", {"POST"}),
+    # Later issues' endpoints answer 501 to GET and POST alike (vision).
     **{
-        f"/v1/image/{path}": (f"/v1/image/{path.replace('{id}', 'abc')}", {"GET", "HEAD", "POST"})
-        for path in (
-            "batch/submit",
-            "batch/status/{id}",
-            "batch/cancel/{id}",
-            "moderate",
-            "ocr",
-            "tag",
-        )
+        f"/v1/image/{path}": (f"/v1/image/{path}", {"GET", "HEAD", "POST"})
+        for path in ("moderate", "ocr", "tag")
     },
 }
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -12,6 +12,7 @@ from dataclasses import replace
 from server.openapi import Operation, Reply
 from server.ops import OPS, STEP, STEP_PARAMS
 from server.routes.catalog_admin import TINY_PNG, admin, delivery, keys
+from server.routes.catalog_batch import batch
 from server.routes.catalog_images import images
 from server.routes.processing import BODIES, RETURN
 from server.schema import Choice, Obj
@@ -82,17 +83,16 @@ def _processing() -> list[Operation]:
             example={"image": TINY_PNG},
         )
     )
-    later = ["batch/submit", "batch/status/{id}", "batch/cancel/{id}", "moderate", "ocr", "tag"]
+    later = ["moderate", "ocr", "tag"]
     for path in later:
         for method in ("GET", "POST"):
             ops.append(
                 Operation(
                     method,
                     f"/v1/image/{path}",
-                    "Not in this version: answers 501 not_available (jobs §8, vision §9)",
+                    "Not in this version: answers 501 not_available (vision §9)",
                     "later",
                     "public",
-                    params={"id": "job id"} if "{id}" in path else {},
                     errors=(501,),
                 )
             )
@@ -118,6 +118,7 @@ def _steps() -> tuple[Obj, ...]:
 REFINED = {STEP.title or "Step": _steps()}
 OPERATIONS: tuple[Operation, ...] = (
     *_processing(),
+    *batch(),
     *images(),
     *admin(),
     *keys(),

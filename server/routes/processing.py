@@ -142,7 +142,7 @@ async def metadata_endpoint(request: Request) -> Response:
 
 
 async def not_available(request: Request) -> Response:
-    """Endpoints of later issues (batch: §8; moderate, ocr, tag: §9)."""
+    """Endpoints of later issues (moderate, ocr, tag: §9)."""
     raise NotAvailable(f"{request.url.path} is not available in this version of imgcdn", param=None)
 
 

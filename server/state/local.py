@@ -5,34 +5,27 @@ through its StateBucket, with this module's StateStore underneath. Each charge i
 `BEGIN IMMEDIATE` transaction that reads the key's rate and today's quota count, decides,
 and writes both or neither, so concurrent workers queue on SQLite's write lock instead of
 over-admitting (docs/design/processing-api.md §5 has the measurements). WAL lets readers
-run beside that writer. Calls run on one thread per process that owns the connection:
-sqlite3 blocks, and a busy lock must never stall the event loop.
+run beside that writer. The file's thread, flock turn and WAL set-up are state/sqlite.py's,
+shared with the jobs' file.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import fcntl
 import math
-import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import orjson
-from pyrate_limiter import Duration, Rate, RateItem, StateBucket, TokenBucket
+from pyrate_limiter import Duration, Rate, RateItem, StateBucket
 from pyrate_limiter.abstracts.algorithm import Decision, State, StateAlgorithm
 from pyrate_limiter.abstracts.store import StateStore as RateStore
 
-from server.errors import StateUnavailable
 from server.state.base import DAY_S, Charge, Claim, Policy, Stored
+from server.state.limits import ALGORITHM, quota_day, rate_of, report, to_midnight_ms
+from server.state.sqlite import SqliteFile, transaction
 
-T = TypeVar("T")
 SWEEP_EVERY_S = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate (key TEXT PRIMARY KEY, tat INTEGER NOT NULL, used_at REAL);
@@ -42,12 +35,6 @@ CREATE TABLE IF NOT EXISTS idem (scope TEXT PRIMARY KEY, fingerprint BLOB NOT NU
                                  token TEXT NOT NULL, done INTEGER NOT NULL, expires REAL NOT NULL,
                                  status INTEGER, headers BLOB, body BLOB);
 """
-_ALGORITHM = TokenBucket()
-
-
-def rate_of(policy: Policy) -> Rate:
-    # Per 1000 s, so a fractional rate (0.5/s) is still an integer count; burst as given.
-    return Rate(max(1, round(policy.rate_per_s * 1000)), 1000 * Duration.SECOND, policy.burst)
 
 
 class _KeyRow(RateStore):
@@ -56,7 +43,7 @@ class _KeyRow(RateStore):
 
     def __init__(self, db: sqlite3.Connection, key_id: str, policy: Policy, now_s: float) -> None:
         self.db, self.key_id, self.policy, self.now_s = db, key_id, policy, now_s
-        self.day = int(now_s // DAY_S)
+        self.day = quota_day(now_s)
         quota = policy.daily_quota
         self.quota_rate = Rate(quota, Duration.DAY) if quota else None
         self.tat = 0
@@ -79,8 +66,7 @@ class _KeyRow(RateStore):
             return decision
         quota = self.policy.daily_quota
         if self.quota_rate is not None and quota is not None and self.used + weight > quota:
-            to_midnight_ms = math.ceil((DAY_S - self.now_s % DAY_S) * 1000)
-            return Decision(failing_rate=self.quota_rate, retry_after_ms=to_midnight_ms)
+            return Decision(failing_rate=self.quota_rate, retry_after_ms=to_midnight_ms(self.now_s))
         self.tat, self.used = int(state[0]), self.used + weight
         self.db.execute(
             "INSERT INTO rate (key, tat, used_at) VALUES (?, ?, ?) ON CONFLICT (key) "
@@ -107,59 +93,9 @@ class SqliteState:
 
     def __init__(self, path: Path, timeout_s: float) -> None:
         self.path, self.timeout_s = path, timeout_s
-        self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcdn-state")
-        self._lock_fd: int | None = None
+        self._file = SqliteFile(path, timeout_s, _SCHEMA, "rate limit and idempotency state")
+        self._run = self._file.run
         self._swept = 0.0
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, work)
-        except RuntimeError as exc:  # the executor is shut down: the process is stopping
-            raise StateUnavailable("rate limit and idempotency state closed") from exc
-
-    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            with self._turn():
-                db = self._db if self._db is not None else self._open()
-                return work(db)
-        except sqlite3.Error as exc:  # locked past the timeout, disk full, unreadable file
-            if self._db is not None:  # start the next call on a fresh connection
-                self._db.close()
-                self._db = None
-            raise StateUnavailable("rate limit and idempotency state unavailable") from exc
-
-    @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """This process's turn at the file, among every process's: an flock on a file beside
-        it. SQLite's own busy wait sleeps up to 100 ms between looks, so under load one
-        worker could wait seconds while others commit (p99 0.6 s and a 503 at 1,800 keyed
-        requests/s); the kernel wakes an flock waiter as soon as the holder lets go. The
-        kernel drops the lock of a process that dies, so a crash never blocks the others."""
-        if self._lock_fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(
-            self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
-        )
-        try:
-            _wal(db, time.monotonic() + self.timeout_s)
-            # NORMAL: a power cut may lose the last few charges, never corrupt the file.
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-        return db
 
     async def charge(self, key_id: str, policy: Policy, cost: int = 1) -> Charge:
         return await self._run(lambda db: _charge(db, key_id, policy, cost, time.time()))
@@ -192,20 +128,11 @@ class SqliteState:
         return await self._run(read)
 
     async def close(self) -> None:
-        def shut(db: sqlite3.Connection) -> None:
-            db.close()
-            self._db = None
-
-        if self._db is not None:
-            await self._run(shut)
-        self._thread.shutdown(wait=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        await self._file.close()
 
     def _claim(self, db: sqlite3.Connection, scope: str, fingerprint: bytes, ttl: float) -> Claim:
         now = time.time()
-        with _transaction(db):
+        with transaction(db):
             if now - self._swept > SWEEP_EVERY_S:  # expired records and past days' counts
                 self._swept = now
                 db.execute("DELETE FROM idem WHERE expires < ?", (now,))
@@ -236,60 +163,18 @@ class SqliteState:
             return Claim("run", token=token)
 
 
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE .. COMMIT: takes the write lock first, so two workers never both read
-    the same old value and then write (a deferred transaction would upgrade too late)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 def _charge(db: sqlite3.Connection, key_id: str, policy: Policy, cost: int, now: float) -> Charge:
-    rate = rate_of(policy)
     row = _KeyRow(db, key_id, policy, now)
     now_ms = int(now * 1000)
     if cost == 0:
         row.load()
-        return _report(policy, rate, row, now_ms, None)
-    bucket = StateBucket([rate], _ALGORITHM, row)
-    with _transaction(db):
+        return report(policy, now_ms, row.tat, row.used)
+    bucket = StateBucket([rate_of(policy)], ALGORITHM, row)
+    with transaction(db):
         decision = bucket.put_decision(RateItem(key_id, now_ms, cost))
     assert isinstance(decision, Decision)  # a sync store gives a sync answer
-    return _report(policy, rate, row, now_ms, decision)
-
-
-def _report(
-    policy: Policy, rate: Rate, row: _KeyRow, now_ms: int, decision: Decision | None
-) -> Charge:
-    retry_s = math.ceil((decision.retry_after_ms or 1000) / 1000) if decision else 0
-    to_midnight = math.ceil(DAY_S - (now_ms / 1000) % DAY_S)
-    if decision is not None and not decision.allowed:
-        if decision.failing_rate is row.quota_rate:
-            return Charge("quota", policy.daily_quota or 0, 0, to_midnight, to_midnight)
-        return Charge("rate", policy.burst, 0, retry_s, max(1, retry_s))
-    owed = _ALGORITHM.consumed([rate], (row.tat,), now_ms)
-    rate_left = max(0, policy.burst - owed)
-    refill_s = math.ceil(max(0, row.tat - now_ms * 1000) / 1_000_000)
-    quota = policy.daily_quota
-    if quota is not None and quota - row.used < rate_left:
-        return Charge(None, quota, max(0, quota - row.used), to_midnight)
-    return Charge(None, policy.burst, rate_left, refill_s)
-
-
-def _wal(db: sqlite3.Connection, deadline: float) -> None:
-    """Put the file in WAL mode. Workers that open a new file at once race for it, and SQLite
-    answers that race "database is locked" at once, without its busy handler: try again
-    (on the state thread, never the event loop) until the state timeout."""
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
+    if decision.allowed:
+        return report(policy, now_ms, row.tat, row.used)
+    if decision.failing_rate is row.quota_rate:
+        return report(policy, now_ms, row.tat, row.used, "quota")
+    return report(policy, now_ms, row.tat, row.used, "rate", decision.retry_after_ms)
