@@ -21,6 +21,7 @@ import pytest
 from server import redisconn
 from server.jobs.model import ItemOutcome, NewJob, WebhookState
 from server.jobs.redis_store import RedisJobs
+from server.jobs.sqlite_store import SqliteJobs
 from server.jobs.store import JobStore
 
 Opener = Callable[[], AbstractAsyncContextManager[JobStore]]
@@ -51,7 +52,22 @@ def _redis(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     return opener
 
 
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {"redis": _redis}
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[JobStore]:
+        store = SqliteJobs(tmp_path / "jobs.sqlite3", 2.0)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return opener
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
+    "redis": _redis,
+    "sqlite": _sqlite,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

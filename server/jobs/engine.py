@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-import os
-import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -60,17 +57,22 @@ def backends(settings: Settings, redis: Redis | None) -> tuple[JobStore, AsyncBr
     """The JobStore and broker the settings ask for. The Redis pair is the rjobs module's,
     imported here only, so an embedded server never loads it."""
     if settings.redis_url:
-        # The seam the rjobs backends fill: RedisJobs(client), StreamBroker(url, consumer,
-        # concurrency, timeout_s=...). By name, so this module needs neither to exist.
-        store_module = importlib.import_module("server.jobs.redis_store")
-        broker_module = importlib.import_module("server.jobs.redis_broker")
+        from server.jobs.redis_broker import StreamBroker, consumer_name
+        from server.jobs.redis_store import RedisJobs
+
         assert redis is not None  # Runtime.start opens it whenever redis_url is set
-        consumer = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
-        store: JobStore = store_module.RedisJobs(redis)
-        broker: AsyncBroker = broker_module.StreamBroker(
-            settings.redis_url, consumer, concurrency(settings), timeout_s=settings.state_timeout_s
+        # Ended jobs expire in Redis after the keep time (sweep only tidies the index).
+        redis_store = RedisJobs(redis, keep_s=settings.job_keep_s)
+        # The idle reclaim is the backstop for a consumer alive but stuck: past the longest
+        # item, like the embedded lease. A dead consumer's items go at once (liveness key).
+        redis_broker = StreamBroker(
+            settings.redis_url,
+            consumer_name(),
+            concurrency(settings),
+            timeout_s=settings.state_timeout_s,
+            idle_s=LEASE_S,
         )
-        return store, broker
+        return redis_store, redis_broker
     path = settings.data_dir / "jobs.sqlite3"
     return (
         SqliteJobs(path, settings.state_timeout_s),

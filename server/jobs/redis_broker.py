@@ -36,9 +36,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
-from redis.retry import Retry
 from taskiq import AckableMessage
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
@@ -110,7 +110,7 @@ class StreamBroker(RedisStreamBroker):
             max_connection_pool_size=concurrency + 8,
             socket_timeout=timeout_s + _READ_BLOCK_MS / 1000,  # a blocked read is no hang
             socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
+            retry=Retry(NoBackoff(), 1),  # asyncio's: the sync one never awaits (redisconn.py)
         )
         self.alive_key = ALIVE + consumer
         self.alive_ms = round(alive_s * 1000)
