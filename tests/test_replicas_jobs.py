@@ -181,6 +181,8 @@ def test_the_items_of_a_replica_killed_mid_batch_are_finished_by_the_others(
         wait_until(lambda: held_by(redis_url, b.process.pid) >= 1, 60)
         b.kill()
         assert status(c.base, owner, job_id)["status"] != "completed"
+        # Taken over once B's liveness key lapses (10 s), well before the idle reclaim (60 s).
+        wait_until(lambda: held_by(redis_url, b.process.pid) == 0, 20)
         wait_until(lambda: reached(c.base, owner, job_id, "status", "completed"), 120)
         final = status(a.base, owner, job_id)
         assert (final["done"], final["failed"]) == (count, 0)
