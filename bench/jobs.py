@@ -158,8 +158,8 @@ def measure(backend: str, items: int, concurrency: int, job_slots: int) -> dict[
         client = Client(server)
         for_process = distinct_photos(client, "p", items)
         for_batch = distinct_photos(client, "b", items)
-        renders = server.renders()
         rate = process_rate(client, for_process, concurrency)
+        renders = server.renders()
         elapsed, state = run_batch(client, [{"image": {"id": i}, "ops": OPS} for i in for_batch])
         succeeded = sum(1 for r in state["results"] if r["status"] == "succeeded")
         batch_rate = items / elapsed

@@ -940,6 +940,7 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
             )
         )
     found += processing_targets(rows, b.facts)
+    found += jobs_targets(b.facts)
     if "soak" in b.facts:
         soak = b.facts["soak"]
         curve = soak["rss_mb_per_worker"]
@@ -952,6 +953,46 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
                 "requests: <= 10 MB), every answer as expected",
                 f"{curve[warm]} -> {curve[last]} MB per worker, {soak['unexpected']} unexpected",
                 growth <= 10 and soak["unexpected"] == 0,
+            )
+        )
+    return found
+
+
+def run_jobs(b: Bench) -> None:
+    """Issue #12: a 200-item batch against the cold /v1/image/process rate of the same
+    work, and the queue's overhead per item, embedded and on Redis (bench/jobs.py)."""
+    if not b.wanted("jobs"):
+        return
+    log("== jobs: a 200-item batch (12 MP -> 800 px JPEG) against /v1/image/process")
+    procstat.wait_quiet(QUIET_MAX, log)
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, str(BENCH / "jobs.py"), "--items", "200"],
+        capture_output=True, text=True, check=True, cwd=BENCH,
+    )  # fmt: skip
+    b.facts["jobs"] = [json.loads(line) for line in done.stdout.splitlines()]
+    for row in b.facts["jobs"]:
+        log(f"  {row['backend']}: {row}")
+
+
+def jobs_targets(facts: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    found: list[tuple[str, str, bool]] = []
+    for row in facts.get("jobs", []):
+        found.append(
+            (
+                f"jobs, {row['backend']}: a 200-item batch >= 0.9 x the cold process rate, "
+                "every item rendered once",
+                f"{row['batch_items_per_s']} items/s against {row['process_rps']} req/s: "
+                f"{row['x_process']} x; {row['succeeded']} succeeded, {row['renders']} renders",
+                row["x_process"] >= 0.9 and row["succeeded"] == row["items"],
+            )
+        )
+        found.append(
+            (
+                f"jobs, {row['backend']}: queue overhead per item on an idle server (measured)",
+                f"enqueue -> start <= {row['queue_wait_median_ms']} ms (median bucket); "
+                f"a small item {row['small_item_batch_ms']} ms submit -> completed against "
+                f"{row['small_item_process_ms']} ms through /v1/image/process",
+                True,
             )
         )
     return found
@@ -1066,7 +1107,7 @@ def main() -> None:
     ap.add_argument(
         "--only",
         help="comma-separated: codecs,cold,scaling,latency,warm,nginx,stampede,settings,memory,"
-        "soak,processing",
+        "soak,processing,jobs",
     )
     ap.add_argument("--no-peer", action="store_true", help="skip thumbor")
     ap.add_argument(
@@ -1106,6 +1147,7 @@ def main() -> None:
         run_store(b)
         run_soak(b)
         run_processing(b, a.baseline)
+        run_jobs(b)
     b.facts["seconds"] = round(time.monotonic() - started)
     (out / "results.json").write_text(json.dumps({"rows": b.rows, "facts": b.facts}, indent=1))
     table = report(b)

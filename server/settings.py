@@ -86,7 +86,7 @@ class Settings:
     # "": generated in <data dir>/webhook-secret (webhooks.py). Out of repr: never logged.
     webhook_secret: str = field(default="", repr=False)
     batch_max_items: int = 1000
-    job_concurrency: int = 0  # 0: half the render threads, at least 1
+    job_concurrency: int = 0  # 0: the process's render threads
     job_keep_s: float = 86_400.0
 
     @classmethod
@@ -344,8 +344,8 @@ FIELDS: dict[str, FieldSpec] = {
     "job_concurrency": FieldSpec(
         "IMGCDN_JOB_CONCURRENCY",
         int_in(0, 1024),
-        "job items one server process runs at once, so batches never take every render "
-        "slot from delivery (0: half IMGCDN_RENDER_THREADS, at least 1)",
+        "job items one server process runs at once (0: as many as its render threads; "
+        "lower keeps render threads free for delivery while batches run)",
     ),
     "job_keep_s": FieldSpec(
         "IMGCDN_JOB_KEEP_S",
