@@ -13,7 +13,8 @@ specs are opaque strings to them, so nothing is reshaped by Lua's cjson.
 from __future__ import annotations
 
 # Shared by finish and cancel: when every item has ended, the job ends once (finished_at
-# is set exactly once, and that call answers 1), and its keys get the keep-time TTL.
+# is set exactly once, and that call answers 1). The job and its items get the keep-time
+# TTL; the specs go at once: no item runs again, and an item's image may be inline base64.
 _SETTLE = """
 local function settle(now, keep_ms)
   local h = redis.call('HMGET', KEYS[1], 'count', 'done', 'failed', 'cancelled', 'status',
@@ -22,7 +23,9 @@ local function settle(now, keep_ms)
   if ended < tonumber(h[1]) or (h[6] and h[6] ~= '') then return 0 end
   if h[5] ~= 'cancelled' then redis.call('HSET', KEYS[1], 'status', 'completed') end
   redis.call('HSET', KEYS[1], 'finished_at', now)
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, keep_ms) end
+  redis.call('PEXPIRE', KEYS[1], keep_ms)
+  redis.call('PEXPIRE', KEYS[2], keep_ms)
+  redis.call('DEL', KEYS[3])
   return 1
 end
 """

@@ -4,9 +4,10 @@ A job is three hashes under one hash tag (redis_lua.py has the layout), written 
 MULTI at create and changed only by the Lua scripts there, so the counts stay exact however
 many replicas finish items at once, and `finish_item` answers True exactly once per job.
 An ended job's keys expire `keep_s` after it ended (PEXPIRE, set by the script that ended
-it), so Redis itself drops them. The index `imgcdn:jobs` (a ZSET of ids by creation time)
-is what counts() and sweep() walk; it is a key of its own (another slot on a Cluster), so
-it is written first and an entry whose job is gone is just dropped, never half a job kept.
+it), so Redis itself drops them; its item specs (inline images too) go at once. The index
+`imgcdn:jobs` (a ZSET of ids by creation time) is what counts() and sweep() walk; it is a
+key of its own (another slot on a Cluster), so it is written first and an entry whose job
+is gone is just dropped, never half a job kept.
 Every Redis failure is a StateUnavailable: a 503 with Retry-After, never a 500.
 """
 
