@@ -29,6 +29,7 @@ from server.jobs.model import Item, ItemOutcome, Job, NewJob, WebhookState
 
 INDEX = "imgcdn:jobs"
 STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+STATE_FIELDS = ["count", "done", "failed", "cancelled", "running"]  # counts() reads these
 _CHUNK = 500  # index entries per pipelined round trip in counts() and sweep()
 
 
@@ -253,6 +254,3 @@ class RedisJobs:
 
     async def close(self) -> None:
         """Nothing to release: the client is the Runtime's (closed after everything)."""
-
-
-STATE_FIELDS = ["count", "done", "failed", "cancelled", "running"]
