@@ -258,6 +258,8 @@ class RequestMiddleware:
             error = exc if isinstance(exc, ImgcdnError) else ImgcdnError()
             if error.report:
                 log.error("request failed: %s %s", scope["method"], scope["path"], exc_info=exc)
+            elif error.status in (503, 504):  # a dependency down or slow: its name, no traceback
+                log.warning("request failed: %s %s: %s", scope["method"], scope["path"], error)
             if sent["status"]:
                 return  # the response had started: nothing more can be said on this stream
             await error_response(error)(scope, receive, send_with_id)

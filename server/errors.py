@@ -266,7 +266,9 @@ class StateUnavailable(ImgcdnError):
     """The shared state (limits, quotas, idempotency records) failed: a 503, never a 500,
     since the request itself was fine and a retry can succeed."""
 
-    status, code = 503, "state_unavailable"
+    # Logged as one warning line, not a traceback per request: while Redis restarts every
+    # keyed request fails alike, and the cause is the message (app.py).
+    status, code, report = 503, "state_unavailable", False
     retry_after = 2
 
 

@@ -28,7 +28,7 @@ from taskiq.receiver import Receiver
 from server import metrics
 from server.errors import StateUnavailable
 from server.jobs import items, notify
-from server.jobs.model import Job, NewJob
+from server.jobs.model import ItemOutcome, Job, NewJob
 from server.jobs.sqlite_broker import SqliteBroker
 from server.jobs.sqlite_store import SqliteJobs
 from server.jobs.store import JobStore
@@ -41,6 +41,9 @@ log = logging.getLogger("imgcdn")
 # Past the longest an item can run (source timeout 8 s + render timeout 20 s + queueing):
 # a hung, not dead, claimer's message goes to another receiver after this.
 LEASE_S = 60.0
+# How long a rendered item's outcome waits for an unavailable store (a Redis restart takes
+# seconds) before its message is left to run again after the lease.
+RECORD_WAIT_S = 30.0
 REFRESH_S = 5.0  # how often a process refreshes the job gauges of /metrics
 SWEEP_S = 60.0  # how often it drops jobs older than IMGCDN_JOB_KEEP_S
 
@@ -221,13 +224,28 @@ class Engine:
             )
             await context.ack()
             return
-        ended = await self.store.finish_item(job_id, index, outcome)
+        ended = await self._record(job_id, index, outcome)
         metrics.job_item_finished(outcome.status, time.time() - enqueued)
         if ended:
             job = await self.store.get(job_id, None)
             if job is not None:
                 await self.ended(job)
         await context.ack()
+
+    async def _record(self, job_id: str, index: int, outcome: ItemOutcome) -> bool:
+        """finish_item, retried while the store is unavailable: the render is done, and
+        giving up at once would leave the message to run again only after the lease."""
+        deadline = time.monotonic() + RECORD_WAIT_S
+        pause = 0.2
+        while True:
+            try:
+                return await self.store.finish_item(job_id, index, outcome)
+            except StateUnavailable:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("jobs: the job store is unavailable; recording item %d again", index)
+                await asyncio.sleep(pause)  # backing off while the store comes back
+                pause = min(pause * 2, 2.0)
 
     async def _deliver_webhook(self, job_id: str, context: Context) -> None:
         assert self.rt is not None
