@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import metrics, results_sweep, schema
+from server import metrics, results_sweep, schema, webhooks
 from server.auth import rate_limit_headers
 from server.errors import ImgcdnError, MethodNotAllowed, NotFound
 from server.imaging import vips
@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> Starlette:
         async with contextlib.AsyncExitStack() as stack:
             app.state.runtime = rt = await Runtime.start(settings, stack)
             results_sweep.start(rt, stack)
+            await webhooks.ensure_secret(rt)
             # Last on the stack, so stopped first: running items finish on a live pool.
             await rt.engine.start(rt, stack)
             yield

@@ -101,6 +101,15 @@ def next_delay(attempts: int) -> float | None:
     return SCHEDULE[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
 
 
+async def ensure_secret(rt: Runtime) -> None:
+    """At start (SPEC §8: generated at first start, like the admin token). A Redis that is
+    down then must not stop the server: the first delivery agrees on it instead."""
+    try:
+        await secret(rt)
+    except (StateUnavailable, ValueError) as exc:
+        log.warning("webhook signing secret not ready at start: %s", exc)
+
+
 def check_url(rt: Runtime, url: str, field: str) -> str:
     """`url` as it will be posted to, if it may be a webhook target; else 400 naming
     `field`: `invalid_param` (not http(s), too long, credentials, a bad host) or

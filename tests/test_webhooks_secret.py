@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TOKEN, wait_until
@@ -61,6 +62,16 @@ def test_a_generated_secret_is_kept_private_and_the_same_after_a_restart(
     assert first not in caplog.text
     assert secret_of(settings) == first
     assert [p.name for p in settings.data_dir.iterdir() if "webhook" in p.name] == [path.name]
+
+
+def test_the_server_generates_the_secret_at_start_before_any_webhook(
+    settings: Settings, make_client: Any
+) -> None:
+    path = settings.data_dir / "webhook-secret"
+    assert not path.exists()
+    make_client()  # the app's lifespan has run: started, no request made
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(path.read_text().strip()) >= 32
 
 
 def test_a_secret_file_too_short_to_be_one_is_an_error_naming_the_file(
