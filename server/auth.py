@@ -45,10 +45,11 @@ class Caller:
 
 
 async def authenticate(
-    request: Request, scope: str, fields: Mapping[str, object] | None = None
+    request: Request, scope: str, fields: Mapping[str, object] | None = None, units: int = 1
 ) -> Caller:
     """The caller, once its key is valid, allowed `scope`, and within its limits; else 401,
-    403 or 429 (SPEC §6). A failing state store is a 503 (StateUnavailable)."""
+    403 or 429 (SPEC §6). A failing state store is a 503 (StateUnavailable). The request is
+    one at the rate and `units` of the daily quota (a batch: one per item)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")  # a route's bug, not the caller's
     rt: Runtime = request.app.state.runtime
@@ -78,7 +79,7 @@ async def authenticate(
         # A refused request spends nothing, but still says where the key stands.
         _remember(request, await rt.state.charge(key.id, key.policy, cost=0))
         raise refusal
-    charge = await rt.state.charge(key.id, key.policy)
+    charge = await rt.state.charge(key.id, key.policy, units=units)
     _remember(request, charge)
     if charge.exceeded == "rate":
         raise RateLimited(
@@ -86,8 +87,9 @@ async def authenticate(
             charge.retry_after_s,
         )
     if charge.exceeded == "quota":
+        wanted = "" if units == 1 else f" ({units} wanted for this request's items)"
         raise QuotaExceeded(
-            f"key {key.id} has used its {key.daily_quota} requests for today (UTC)",
+            f"key {key.id} has used its {key.daily_quota} requests for today (UTC){wanted}",
             charge.retry_after_s,
         )
     return Caller(key.id, key.prefix)

@@ -196,3 +196,15 @@ def test_a_multipart_batch_is_refused_for_json(client: TestClient) -> None:
         "/v1/image/batch/submit", data={"items": "[]"}, files={"image": b"x"}, headers=AUTH
     )
     assert error_body(r, 400)["param"] == "body"
+
+
+def test_a_batch_spends_one_unit_of_the_daily_quota_per_item(client: TestClient) -> None:
+    # As many requests to /v1/image/process would: a batch is no way around the quota.
+    limited = key(client, daily_quota=10)
+    first = submit(client, {"items": [resize(10 + i) for i in range(7)]}, limited)
+    assert first.status_code == 202 and first.headers["RateLimit-Remaining"] == "3"
+    over = submit(client, {"items": [resize(20 + i) for i in range(4)]}, limited)
+    body = error_body(over, 429)
+    assert body["code"] == "quota_exceeded" and "4 wanted" in body["message"]
+    # The refusal spent nothing: the last 3 units go to a batch of 3.
+    assert submit(client, {"items": [resize(30 + i) for i in range(3)]}, limited).status_code == 202

@@ -139,6 +139,25 @@ def test_a_refusal_by_the_rate_spends_none_of_the_quota(backend):
     backend.run(body)
 
 
+def test_units_spend_the_quota_while_the_rate_counts_one_request(backend):
+    # A batch of n items: one request at the rate, n units of the daily quota.
+    async def body(state: StateStore) -> None:
+        policy = Policy(0.001, 2, 10)
+        first = await state.charge("k", policy, units=7)
+        assert (first.allowed, first.limit, first.remaining) == (True, 2, 1)  # the burst is nearer
+        refused = await state.charge("k", policy, units=4)  # 7 + 4 > 10
+        assert refused.exceeded == "quota"
+        # The refusal spent nothing: 3 units and one request of the burst are left.
+        last = await state.charge("k", policy, units=3)
+        assert (last.allowed, last.limit, last.remaining) == (True, 2, 0)
+        # Where the rate is wide, units alone decide: 10 of 10, then refused.
+        wide = Policy(1000, 1000, 10)
+        assert (await state.charge("other", wide, units=10)).allowed
+        assert (await state.charge("other", wide, units=1)).exceeded == "quota"
+
+    backend.run(body)
+
+
 def test_a_cost_larger_than_the_burst_is_refused_by_the_rate(backend):
     async def body(state: StateStore) -> None:
         refused = await state.charge("k", Policy(100, 3, None), cost=4)

@@ -2,8 +2,9 @@
 /v1/image/batch/cancel/{id} (SPEC §8, seed 002). The checks and answers are
 server/jobs/batch.py's; the work is the job engine's.
 
-Each call is one request against the key's rate limit and daily quota, with the scope
-`image.process` (a batch is processing, run later). Submit and cancel take an
+Each call is one request against the key's rate limit, with the scope `image.process` (a
+batch is processing, run later); a submit spends one unit of the daily quota per item,
+status and cancel one each. Submit and cancel take an
 Idempotency-Key as the processing API does.
 """
 
@@ -35,7 +36,11 @@ async def submit(request: Request) -> Response:
     # The cap of a process request's body: the inline (base64) images of one batch share
     # one source's bytes; bigger batches name stored assets ({"id"}) or URLs.
     body = await read_request(request, rt.settings.max_source_bytes)
-    caller = await auth.authenticate(request, SCOPE, body.fields)
+    # One request at the rate, one unit of the daily quota per item (as many requests to
+    # /v1/image/process would spend); a count past the cap is refused by the checks below.
+    items = body.fields.get("items")
+    units = min(len(items), rt.settings.batch_max_items) if isinstance(items, list) else 1
+    caller = await auth.authenticate(request, SCOPE, body.fields, units=max(1, units))
     batch.needs_json(body.text or body.upload is not None)
     new = batch.check_submit(rt, body.fields, caller.prefix, public_base(request))
     owner = batch.owner_of(caller.key_id)

@@ -61,9 +61,12 @@ class Claim:
 
 
 class StateStore(Protocol):
-    async def charge(self, key_id: str, policy: Policy, cost: int = 1) -> Charge:
-        """Spend `cost` requests of the key's rate and daily quota, both or neither,
-        atomically across processes. `cost=0` only reports where the key stands."""
+    async def charge(
+        self, key_id: str, policy: Policy, cost: int = 1, units: int | None = None
+    ) -> Charge:
+        """Spend `cost` requests of the key's rate and `units` (default `cost`) of its daily
+        quota, both or neither, atomically across processes. `cost=0` only reports where
+        the key stands. A batch is one request at the rate but one unit per item."""
 
     async def claim(self, scope: str, fingerprint: bytes, in_flight_s: float) -> Claim:
         """Look up the idempotency record `scope`; when there is none (or its in-flight mark

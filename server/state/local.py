@@ -41,8 +41,11 @@ class _KeyRow(RateStore):
     """pyrate-limiter's view of one key's row; the caller holds the transaction. The daily
     quota is checked here too, after the rate admits, so a refusal by either spends nothing."""
 
-    def __init__(self, db: sqlite3.Connection, key_id: str, policy: Policy, now_s: float) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, key_id: str, policy: Policy, now_s: float, units: int = 1
+    ) -> None:
         self.db, self.key_id, self.policy, self.now_s = db, key_id, policy, now_s
+        self.units = units  # of the daily quota; the rate's weight is pyrate-limiter's
         self.day = quota_day(now_s)
         quota = policy.daily_quota
         self.quota_rate = Rate(quota, Duration.DAY) if quota else None
@@ -65,9 +68,9 @@ class _KeyRow(RateStore):
         if not decision.allowed:
             return decision
         quota = self.policy.daily_quota
-        if self.quota_rate is not None and quota is not None and self.used + weight > quota:
+        if self.quota_rate is not None and quota is not None and self.used + self.units > quota:
             return Decision(failing_rate=self.quota_rate, retry_after_ms=to_midnight_ms(self.now_s))
-        self.tat, self.used = int(state[0]), self.used + weight
+        self.tat, self.used = int(state[0]), self.used + self.units
         self.db.execute(
             "INSERT INTO rate (key, tat, used_at) VALUES (?, ?, ?) ON CONFLICT (key) "
             "DO UPDATE SET tat = excluded.tat, used_at = excluded.used_at",
@@ -97,8 +100,11 @@ class SqliteState:
         self._run = self._file.run
         self._swept = 0.0
 
-    async def charge(self, key_id: str, policy: Policy, cost: int = 1) -> Charge:
-        return await self._run(lambda db: _charge(db, key_id, policy, cost, time.time()))
+    async def charge(
+        self, key_id: str, policy: Policy, cost: int = 1, units: int | None = None
+    ) -> Charge:
+        spent = cost if units is None else units
+        return await self._run(lambda db: _charge(db, key_id, policy, cost, spent, time.time()))
 
     async def claim(self, scope: str, fingerprint: bytes, in_flight_s: float) -> Claim:
         return await self._run(lambda db: self._claim(db, scope, fingerprint, in_flight_s))
@@ -163,8 +169,10 @@ class SqliteState:
             return Claim("run", token=token)
 
 
-def _charge(db: sqlite3.Connection, key_id: str, policy: Policy, cost: int, now: float) -> Charge:
-    row = _KeyRow(db, key_id, policy, now)
+def _charge(
+    db: sqlite3.Connection, key_id: str, policy: Policy, cost: int, units: int, now: float
+) -> Charge:
+    row = _KeyRow(db, key_id, policy, now, units)
     now_ms = int(now * 1000)
     if cost == 0:
         row.load()

@@ -121,10 +121,15 @@ class RedisState:
         found = await state if not isinstance(state, tuple) else state
         return int(found[0])
 
-    async def charge(self, key_id: str, policy: Policy, cost: int = 1) -> Charge:
-        return await self._call(lambda: self._charge(key_id, policy, cost, time.time()))
+    async def charge(
+        self, key_id: str, policy: Policy, cost: int = 1, units: int | None = None
+    ) -> Charge:
+        spent = cost if units is None else units
+        return await self._call(lambda: self._charge(key_id, policy, cost, spent, time.time()))
 
-    async def _charge(self, key_id: str, policy: Policy, cost: int, now: float) -> Charge:
+    async def _charge(
+        self, key_id: str, policy: Policy, cost: int, units: int, now: float
+    ) -> Charge:
         now_ms, day = int(now * 1000), quota_day(now)
         quota_key = f"{PREFIX}quota:{key_id}:{day}"
         if cost == 0:
@@ -133,7 +138,7 @@ class RedisState:
         used = 0
         if policy.daily_quota is not None:
             expires = (day + 1) * DAY_S + QUOTA_SLACK_S
-            reply = await self._reserve(keys=[quota_key], args=[cost, policy.daily_quota, expires])
+            reply = await self._reserve(keys=[quota_key], args=[units, policy.daily_quota, expires])
             admitted, used = (int(n) for n in reply)
             if not admitted:
                 # SQLite looks at the rate first: a key over both hears about the rate.
@@ -154,7 +159,7 @@ class RedisState:
             decision = await self._spend(key_id, policy, now_ms, cost)
         if not decision.allowed:
             if policy.daily_quota is not None:
-                await self._give_back(keys=[quota_key], args=[cost])
+                await self._give_back(keys=[quota_key], args=[units])
             return report(policy, now_ms, 0, used, "rate", decision.retry_after_ms)
         # The state read after the charge is for the headers only: another replica's charge
         # in between can make `remaining` lower than it was for this request, never higher.
