@@ -29,10 +29,10 @@ def key(job: Job) -> Hashable | None:
     return (job.source_key, spec.crop, spec.trim, int(spec.rot % 360 // 90), spec.flip)
 
 
-def find(image: pyvips.Image, job: Job) -> list[Box]:
+def find(image: pyvips.Image, job: Job, tiles: bool = True) -> list[Box]:
     from server.vision import faces  # here, so a process that never asks never imports cv2
 
-    boxes = faces.detect(image, key(job))
+    boxes = faces.detect(image, key(job), tiles)
     job.faces.append(len(boxes))
     return boxes
 

@@ -282,7 +282,8 @@ def resize(image: pyvips.Image, job: Job) -> pyvips.Image:
     found = None
     if cover and spec.gravity == "face":
         image = image.copy_memory()  # detection reads every pixel; the resize reads them again
-        found = facesteps.find(image, job)
+        # Framing needs the faces that matter, not every small one: tiles only if none.
+        found = facesteps.find(image, job, tiles=False)
     detected_width = image.width
     if p.scaled != (image.width, image.height):
         alpha = image.hasalpha()

@@ -62,6 +62,9 @@ class _Found:
 
 class _Detector:
     def __init__(self) -> None:
+        # The render pool's threads are the parallelism: OpenCV's own pool doubled the CPU
+        # of an inference on 2 cores for no gain in wall time (bench/vision_faces.py).
+        cv2.setNumThreads(1)
         net = cv2.dnn.readNetFromTFLite(str(models.path(MODEL_FILE)))
         self.net = net
         self.outputs = net.getUnconnectedOutLayersNames()
@@ -111,18 +114,20 @@ _cache: LRUCache[Hashable, tuple[_Found, ...]] = LRUCache(maxsize=4096)
 _cache_lock = threading.Lock()  # render threads share the cache; cachetools is not thread-safe
 
 
-def detect(image: pyvips.Image, key: Hashable | None = None) -> list[Box]:
+def detect(image: pyvips.Image, key: Hashable | None = None, tiles: bool = True) -> list[Box]:
     """The faces in `image`, best first. With `key`, the answer is kept and reused for any
-    image that `key` names (the same source and geometry at any size)."""
+    image that `key` names (the same source and geometry at any size). `tiles=False` runs
+    the tiled pass only when the whole image shows no face (framing needs the big faces;
+    blurring needs every one) and takes a tiled answer from the cache when there is one."""
     found = None
     if key is not None:
         with _cache_lock:
-            found = _cache.get(key)
+            found = _cache.get((key, True)) or (None if tiles else _cache.get((key, False)))
     if found is None:
-        found = _find(image)
+        found = _find(image, tiles)
         if key is not None:
             with _cache_lock:
-                _cache[key] = found
+                _cache[(key, tiles)] = found
     w, h = image.width, image.height
     boxes = []
     for f in found:
@@ -133,12 +138,12 @@ def detect(image: pyvips.Image, key: Hashable | None = None) -> list[Box]:
     return boxes
 
 
-def _find(image: pyvips.Image) -> tuple[_Found, ...]:
+def _find(image: pyvips.Image, tiles: bool) -> tuple[_Found, ...]:
     detector = _detector()
     rgb = _rgb(image)
     long_side = max(image.width, image.height)
     found = detector.run(_array(rgb, SIZE / long_side))
-    if long_side >= WORK:
+    if (tiles or not found) and long_side >= WORK:
         found += _tiles(detector, rgb)
     return tuple(_merge(found))
 
