@@ -177,3 +177,9 @@ def test_face_blur_op_blurs_the_faces(client: TestClient) -> None:
     for box in GROUP_FACES:
         assert sharpness(out, box) < 0.1 * sharpness(before, box), box
     assert faces.detect(out) == [] or len(faces.detect(out)) < len(GROUP_FACES)
+
+
+def test_blur_faces_on_an_animation_looks_at_every_frame(uploaded: TestClient) -> None:
+    r = uploaded.get("/t/_/anim.gif?blur_faces=4")
+    assert r.status_code == 200 and r.headers["x-faces"] == "0"
+    assert decode(r.content).get("n-pages") == 6

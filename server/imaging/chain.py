@@ -74,7 +74,7 @@ def render_chain(
         def stages(frame: pyvips.Image) -> pyvips.Image:
             for index, stage in enumerate(plan.stages):
                 job = _stage_job(stage, frame, fmt, options, animate, marks.get(index))
-                if source_key is not None:
+                if source_key is not None and not animate:
                     # Faces found after these stages are the same for any later request.
                     done = tuple(repr(replace(s, mark=None)) for s in plan.stages[:index])
                     job = replace(job, source_key=(source_key, plan.auto_orient, done))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pyvips
 
+from server.errors import NotAvailable
+
 if TYPE_CHECKING:
     from server.imaging.pipeline import Job
     from server.vision.faces import Box
@@ -23,15 +25,19 @@ MARGIN = 0.3  # grow each box by this much a side: the model's box stops above t
 
 def key(job: Job) -> Hashable | None:
     """The detection cache key for the image the face steps see, or None (no cache)."""
-    if job.source_key is None:
+    if job.source_key is None or job.frame:
         return None
     spec = job.spec
     return (job.source_key, spec.crop, spec.trim, int(spec.rot % 360 // 90), spec.flip)
 
 
 def find(image: pyvips.Image, job: Job, tiles: bool = True) -> list[Box]:
-    from server.vision import faces  # here, so a process that never asks never imports cv2
-
+    try:
+        from server.vision import faces  # here, so a process that never asks imports no cv2
+    except ImportError as exc:
+        raise NotAvailable(
+            f"face detection needs opencv-python-headless, which is not installed ({exc.name})"
+        ) from exc
     boxes = faces.detect(image, key(job), tiles)
     job.faces.append(len(boxes))
     return boxes

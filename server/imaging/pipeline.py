@@ -42,6 +42,7 @@ class Job:
     # Written by the face steps (how many faces each used), read by render() for X-Faces:
     # the one mutable part of a Job, shared by the copies replace() makes.
     faces: list[int] = field(default_factory=list)
+    frame: bool = False  # a frame of an animation: faces move, so no cached boxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ def render(
             # Content-aware crops would pick a different window per frame and make it jitter.
             if spec.gravity in ("smart", "entropy", "face"):
                 job = replace(job, spec=replace(spec, gravity="center"))
+            job = replace(job, frame=True)
             out = render_frames(image, lambda frame: run_steps(frame, job, STEPS), cancel)
         else:
             out = run_steps(image, job, STEPS, cancel)
