@@ -4,6 +4,7 @@ blur_faces and the processing ops smart_crop target=face and face_blur."""
 from __future__ import annotations
 
 import base64
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,25 @@ def test_blur_faces_on_an_animation_looks_at_every_frame(uploaded: TestClient) -
     r = uploaded.get("/t/_/anim.gif?blur_faces=4")
     assert r.status_code == 200 and r.headers["x-faces"] == "0"
     assert decode(r.content).get("n-pages") == 6
+
+
+def test_a_worker_that_serves_no_face_url_never_imports_opencv(tmp_path: Path) -> None:
+    # In a fresh interpreter: this test process has loaded the model already.
+    script = f"""
+import sys
+from pathlib import Path
+from starlette.testclient import TestClient
+from server.app import create_app
+from server.settings import Settings
+from server.vision import models
+settings = Settings(data_dir=Path({str(tmp_path)!r}), admin_tokens=({AUTH["Authorization"][7:]!r},))
+with TestClient(create_app(settings)) as client:
+    data = open({str(IMAGES / "photo.jpg")!r}, "rb").read()
+    assert client.put("/v1/assets/p.jpg", content=data, headers={AUTH!r}).status_code in (200, 201)
+    assert client.get("/t/_/p.jpg?w=200&h=200&g=smart").status_code == 200
+print("cv2" in sys.modules, sorted(models.loaded()))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False []"
