@@ -13,6 +13,7 @@ same photo at another size or format costs no detection.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -34,9 +35,17 @@ MIN_SCORE = 0.5  # MediaPipe's own threshold for this model
 HINT_SCORE = 0.2
 NMS_IOU = 0.3
 TILE_OVERLAP = 0.2  # a face on a tile seam is whole in one of the tiles
-# The working size: each 2x2 tile of it is SIZE, so the tiles see 1.67x the whole pass's
-# pixels. Smaller images get the whole pass only; the model then sees them at full size.
-WORK = round(2 * SIZE / (1 + TILE_OVERLAP))
+# Tiles per side: framing looks closer with 2x2 (faces from ~4 % of the long side), blurring
+# with 3x3 (from ~2.5 %: the small faces at the back of a group photo).
+FRAME_GRID, BLUR_GRID = 2, 3
+
+
+def work_size(grid: int) -> int:
+    """The long side at which each of grid x grid overlapping tiles is SIZE px."""
+    return round(grid * SIZE / (1 + TILE_OVERLAP))
+
+
+WORK = work_size(FRAME_GRID)  # below this the whole pass sees every pixel: no tiles
 
 Array = npt.NDArray[np.float32]
 
@@ -147,23 +156,26 @@ def detect(image: pyvips.Image, key: Hashable | None = None, tiles: bool = True)
 
 def _find(image: pyvips.Image, tiles: bool) -> tuple[_Found, ...]:
     detector = _detector()
-    rgb = _rgb(image)
+    grid = BLUR_GRID if tiles else FRAME_GRID
+    rgb = _rgb(image, work_size(grid))
     found, hints = detector.run(_array(rgb, SIZE / max(rgb.width, rgb.height)))
     if max(image.width, image.height) >= WORK and (tiles or not found):
-        found += _tiles(detector, rgb, None if tiles else hints)
+        found += _tiles(detector, rgb, grid, None if tiles else hints)
     return tuple(_merge(found))
 
 
 def _tiles(
-    detector: _Detector, rgb: pyvips.Image, hints: list[tuple[float, float]] | None
+    detector: _Detector, rgb: pyvips.Image, grid: int, hints: list[tuple[float, float]] | None
 ) -> list[_Found]:
-    """2x2 tiles overlapping by TILE_OVERLAP, each seen at the model's full 192 px: all of
-    them, or (with `hints`) only those holding a hint of a face."""
+    """Overlapping tiles, `grid` along the long side and as many as keep them square-ish
+    along the other, each seen at the model's 192 px: all of them, or (with `hints`) only
+    those holding a hint of a face."""
     w, h = rgb.width, rgb.height
-    tw, th = round(w * (1 + TILE_OVERLAP) / 2), round(h * (1 + TILE_OVERLAP) / 2)
+    tw, lefts = _spans(w, max(1, math.ceil(grid * w / max(w, h))))
+    th, tops = _spans(h, max(1, math.ceil(grid * h / max(w, h))))
     found: list[_Found] = []
-    for left in (0, w - tw):
-        for top in (0, h - th):
+    for left in lefts:
+        for top in tops:
             if hints is not None and not any(
                 left <= x * w <= left + tw and top <= y * h <= top + th for x, y in hints
             ):
@@ -182,11 +194,19 @@ def _tiles(
     return found
 
 
-def _rgb(image: pyvips.Image) -> pyvips.Image:
-    """Three uchar sRGB bands, shrunk to what the tiles need (no pass needs more)."""
+def _spans(side: int, count: int) -> tuple[int, list[int]]:
+    """The length and starts of `count` tiles overlapping by TILE_OVERLAP across `side`."""
+    if count == 1:
+        return side, [0]
+    length = round(side * (1 + TILE_OVERLAP) / count)
+    return length, [round(i * (side - length) / (count - 1)) for i in range(count)]
+
+
+def _rgb(image: pyvips.Image, work: int) -> pyvips.Image:
+    """Three uchar sRGB bands, shrunk to `work` px, what the tiles need (no pass needs more)."""
     long_side = max(image.width, image.height)
-    if long_side > WORK:
-        image = image.resize(WORK / long_side, kernel="linear")
+    if long_side > work:
+        image = image.resize(work / long_side, kernel="linear")
     if image.hasalpha():
         image = image.flatten(background=[255] * (image.bands - 1))
     if image.bands < 3:
