@@ -157,6 +157,16 @@ def test_blur_faces_wipes_out_the_detail_of_every_face_in_the_group(people: Test
     assert (after.crop(1500, 0, 100, 60) - before.crop(1500, 0, 100, 60)).abs().max() <= 2
 
 
+def test_blur_faces_reaches_the_small_faces_of_a_crowd(people: TestClient) -> None:
+    upload(people, "crowd.jpg", "vision/crowd.jpg")
+    r = people.get("/t/_/crowd.jpg?blur_faces=2&fmt=png")
+    assert r.status_code == 200 and int(r.headers["x-faces"]) >= 8
+    before = pyvips.Image.new_from_file(str(VISION / "crowd.jpg"))
+    after = decode(r.content)
+    blurred = [b for b in CROWD_FACES if sharpness(after, b) < 0.1 * sharpness(before, b)]
+    assert len(blurred) >= 8
+
+
 def test_blur_faces_is_a_400_naming_it_when_out_of_range(people: TestClient) -> None:
     r = people.get("/t/_/group.jpg?blur_faces=0")
     assert r.status_code == 400 and r.json()["error"]["param"] == "blur_faces"
