@@ -50,7 +50,9 @@ def blur_faces(image: pyvips.Image, job: Job) -> pyvips.Image:
     # Decoded once into memory: detection reads it all, then each face's region again (a
     # sequential source could not be read twice).
     image = image.copy_memory()
-    boxes = find(image, job)
+    # Each frame of an animation is searched on its own (faces move), in framing mode: the
+    # tiles of every frame of a long GIF would cost seconds.
+    boxes = find(image, job, tiles=not job.frame)
     if not boxes:
         return image
     # The requested sigma is in output pixels; this image is larger when resize follows.
