@@ -36,6 +36,7 @@ class Variant:
     height: int
     asset_id: str = ""  # what purge matches on
     template: str = "_"
+    faces: int | None = None  # X-Faces: with g=face or blur_faces, how many faces were used
 
 
 class VariantCache:
@@ -193,6 +194,7 @@ class VariantStore:
                 "height": variant.height,
                 "asset_id": variant.asset_id,
                 "template": variant.template,
+                **({"faces": variant.faces} if variant.faces is not None else {}),
             }
         )
         blob = len(header).to_bytes(4, "big") + header + variant.body

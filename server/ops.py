@@ -90,7 +90,9 @@ OPS: dict[str, Op] = {
             aspect=Text(
                 23, "W:H, e.g. 16:9", r"[0-9]{1,5}(\.[0-9]{1,2})?:[0-9]{1,5}(\.[0-9]{1,2})?", "W:H"
             ),
-            target=Choice(("saliency", "face"), "what to keep (face needs the vision engine)"),
+            target=Choice(
+                ("saliency", "face"), "what to keep: face keeps the detected faces, else saliency"
+            ),
             width=Int(1, SIDE, "then resize to this width", cap="output_side"),
         ),
         _op(
@@ -140,7 +142,11 @@ OPS: dict[str, Op] = {
             _op("background_remove", "Cut out the subject (vision)", background=COLOR),
             available=False,
         ),
-        replace(_op("face_blur", "Blur every face (vision)"), available=False),
+        _op(
+            "face_blur",
+            "Blur every detected face beyond recognition (vision)",
+            sigma=Number(0.3, 100, "blur sigma in pixels (default 12); at least 1/6 of each face"),
+        ),
     )
 }
 

@@ -26,6 +26,7 @@ class Stage:
     spec: TransformSpec = field(default_factory=TransformSpec)
     aspect: tuple[float, float] | None = None
     width: int | None = None  # smart_crop: resize to this width after the crop
+    target: str = "saliency"  # smart_crop: "face" keeps the detected faces
     watermark: Watermark | None = None
     mark: Ref | None = None  # the watermark image, resolved by the route before rendering
 
@@ -118,18 +119,13 @@ def _crop(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[Sta
 
 
 def _smart_crop(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[Stage, Plan]:
-    if p.get("target") == "face":
-        raise NotAvailable(
-            "smart_crop target=face needs face detection, which is not in this install yet;"
-            " use target=saliency",
-            param=_at(path, "target"),
-        )
     w, _, h = p["aspect"].partition(":")
     aspect = (float(w), float(h))
     if aspect[0] <= 0 or aspect[1] <= 0 or not 0.01 <= aspect[0] / aspect[1] <= 100:
         where = _at(path, "aspect")
         raise InvalidParam(where, f"{where} needs W and H above 0, within 1:100..100:1")
-    stage = Stage("smart_crop", aspect=aspect, width=_side(p, "width", limits, path))
+    width = _side(p, "width", limits, path)
+    stage = Stage("smart_crop", aspect=aspect, width=width, target=p.get("target", "saliency"))
     return stage, plan
 
 
@@ -169,6 +165,10 @@ def _blur(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[Sta
     return Stage("blur", TransformSpec(blur=round(p["sigma"], 3))), plan
 
 
+def _face_blur(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[Stage, Plan]:
+    return Stage("face_blur", TransformSpec(blur_faces=round(p.get("sigma", 12.0), 3))), plan
+
+
 def _sharpen(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[Stage, Plan]:
     return Stage("sharpen", TransformSpec(sharpen=round(p["sigma"], 3))), plan
 
@@ -191,5 +191,6 @@ _BUILDERS: dict[str, Builder] = {
     "watermark": _watermark,
     "blur": _blur,
     "sharpen": _sharpen,
+    "face_blur": _face_blur,
     "trim": _trim,
 }

@@ -68,7 +68,7 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool) 
     async def work() -> results.Result:
         data = await source.read()
         mark_bytes = {i: await m.read() for i, m in marks.items()}
-        fmt, body, width, height = await _render(rt, data, plan, mark_bytes)
+        fmt, body, width, height = await _render(rt, data, plan, mark_bytes, source.sha256)
         rendered.append(body)
         return await results.save(rt, rid, fmt, body, width, height)
 
@@ -81,10 +81,11 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool) 
 
 
 async def _render(
-    rt: Runtime, source: bytes, plan: Plan, marks: dict[int, bytes]
+    rt: Runtime, source: bytes, plan: Plan, marks: dict[int, bytes], sha256: bytes
 ) -> tuple[Format, bytes, int, int]:
     options = rt.render_options
     limits = rt.source_limits
+    source_key = ("process-source", sha256)  # faces found in it are kept under its hash
 
     def job(cancel: Cancel) -> tuple[Format, bytes, int, int]:
         info = probe(source, limits)
@@ -92,7 +93,7 @@ async def _render(
             probe(mark, limits)  # a watermark image meets the same limits as any source
         fmt = plan.fmt or output_format(info)
         began = time.perf_counter()
-        out = render_chain(source, info, plan, fmt, options, cancel, marks)
+        out = render_chain(source, info, plan, fmt, options, cancel, marks, source_key)
         metrics.render_observed(fmt, time.perf_counter() - began)
         return fmt, out.body, out.width, out.height
 

@@ -258,7 +258,7 @@ DELIVERY_QUERY: dict[str, Field] = {
     "enlarge": Choice(("0", "1"), "allow upscaling"),
     "g": described(
         {"oneOf": [{"enum": list(GRAVITIES)}, {"type": "string", "pattern": "^fp:"}]},
-        "what cover keeps; fp:X,Y is a focal point as fractions",
+        "what cover keeps; face: detected faces (else smart); fp:X,Y: a focal point as fractions",
     ),
     "crop": described({"type": "string", "pattern": "^[0-9]+,[0-9]+,[0-9]+,[0-9]+$"}, "X,Y,W,H"),
     "rot": Number(-360, 360, "degrees; multiples of 90 are lossless"),
@@ -271,6 +271,7 @@ DELIVERY_QUERY: dict[str, Field] = {
     ),
     "blur": Number(0.3, 100, "sigma"),
     "sharpen": Number(0.3, 10, "sigma"),
+    "blur_faces": Number(0.3, 100, "blur every detected face (at least 1/6 of its side)"),
     "trim": Int(1, 100, "threshold"),
     "meta": Choice(("strip", "keep")),
     "progressive": Choice(("0", "1")),

@@ -20,7 +20,7 @@ FORMATS: tuple[Format, ...] = ("jpeg", "png", "webp", "avif", "gif")
 # jpg: the file extension people type, kept as a name for jpeg (the same output and key).
 FMT_VALUES = ("auto", "jpeg", "jpg", "png", "webp", "avif", "gif")
 FITS = ("cover", "contain", "inside", "outside", "fill")
-GRAVITIES = ("center", "n", "s", "e", "w", "ne", "nw", "se", "sw", "smart", "entropy")
+GRAVITIES = ("center", "n", "s", "e", "w", "ne", "nw", "se", "sw", "smart", "entropy", "face")
 DEFAULT_QUALITY: dict[Format, int] = {"jpeg": 80, "webp": 80, "avif": 55}
 LOSSY: frozenset[Format] = frozenset({"jpeg", "webp", "avif"})
 
@@ -69,6 +69,7 @@ class TransformSpec:
     maxbytes: int | None = None
     bg: tuple[int, int, int, int] | None = None
     blur: float | None = None
+    blur_faces: float | None = None  # sigma; every detected face blurred (server/vision)
     sharpen: float | None = None
     trim: int | None = None
     meta: Literal["strip", "keep"] = "strip"
@@ -125,6 +126,7 @@ class TransformSpec:
         for name, value in (
             ("maxbytes", self.maxbytes),
             ("blur", self.blur),
+            ("blur_faces", self.blur_faces),
             ("sharpen", self.sharpen),
             ("trim", self.trim),
             ("v", self.version),
@@ -242,8 +244,6 @@ def _gravity(raw: str) -> dict[str, object]:
         if not (0 <= x <= 1 and 0 <= y <= 1):
             raise InvalidParam("g", f"g=fp:X,Y needs X and Y in 0..1, got {raw!r}")
         return {"gravity": "fp", "focal": (x, y)}
-    if raw == "face":  # in the SPEC, not built: a 400 saying so, and out of the list offered
-        raise InvalidParam("g", "g=face is not available yet: use g=smart")
     return {"gravity": _choice("g", raw, GRAVITIES, shown=(*GRAVITIES, "fp:X,Y"))}
 
 
@@ -298,6 +298,7 @@ _PARSERS: dict[str, Parser] = {
     "bg": lambda raw, lim: _bg(raw),
     "blur": lambda raw, lim: {"blur": _float_in("blur", raw, 3, 0.3, 100)},
     "sharpen": lambda raw, lim: {"sharpen": _float_in("sharpen", raw, 3, 0.3, 10)},
+    "blur_faces": lambda raw, lim: {"blur_faces": _float_in("blur_faces", raw, 3, 0.3, 100)},
     "trim": lambda raw, lim: {"trim": _int_in("trim", raw, 1, 100)},
     "meta": lambda raw, lim: {"meta": _choice("meta", raw, ("strip", "keep"))},
     "progressive": lambda raw, lim: {"progressive": _flag("progressive", raw)},

@@ -32,7 +32,9 @@ from server.storage.base import Storage
 
 KIND = "templates"
 ALLOWABLE = PARAM_NAMES - {"sig", "exp"}
-NUMERIC = frozenset({"w", "h", "dpr", "q", "rot", "blur", "sharpen", "trim", "maxbytes"})
+NUMERIC = frozenset(
+    {"w", "h", "dpr", "q", "rot", "blur", "sharpen", "trim", "maxbytes", "blur_faces"}
+)
 MAX_CACHE_CONTROL = 256
 _NUMBER = re.compile(r"-?\d{1,20}(\.\d{1,20})?", re.ASCII)
 

@@ -33,6 +33,7 @@ URL_NAMES: dict[str, str] = {
     "dpr": "dpr",
     "blur": "blur",
     "sharpen": "sharpen",
+    "blur_faces": "blur_faces",
     "rotate": "rot",
     "flip": "flip",
     "background": "bg",
@@ -91,11 +92,12 @@ FIELDS: dict[str, Field] = {
     "gravity": Custom(
         _gravity,
         {"type": "string", "examples": [*GRAVITIES, "fp:0.5,0.3"]},
-        "what cover keeps: center n s e w ne nw se sw (or north...), smart, entropy, fp:X,Y",
+        "what cover keeps: center n s e w ne nw se sw (or north...), smart, entropy, face, fp:X,Y",
     ),
     "dpr": Number(1, 4, "device pixel ratio, up to 2 decimals"),
     "blur": Number(0.3, 100, "Gaussian blur sigma"),
     "sharpen": Number(0.3, 10, "sharpen sigma"),
+    "blur_faces": Number(0.3, 100, "blur every detected face; at least 1/6 of the face's side"),
     "rotate": Number(-360, 360, "clockwise degrees, up to 2 decimals"),
     "flip": Choice(("h", "v", "hv"), "mirror", {"horizontal": "h", "vertical": "v", "both": "hv"}),
     "background": Custom(

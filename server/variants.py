@@ -220,7 +220,15 @@ async def _render(
         began = time.perf_counter()
         try:
             out = pipeline.render(
-                source, info, spec, resolved.fmt, options, cancel, watermark, mark_source
+                source,
+                info,
+                spec,
+                resolved.fmt,
+                options,
+                cancel,
+                watermark,
+                mark_source,
+                source_key=("variant-source", meta.id, meta.etag),
             )
         except Undecodable:
             if not isinstance(source, Path):
@@ -244,6 +252,7 @@ async def _render(
         height=rendered.height,
         asset_id=meta.id,
         template=resolved.template.name,
+        faces=rendered.faces,
     )
 
 

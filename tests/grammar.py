@@ -80,6 +80,7 @@ VALID: dict[str, st.SearchStrategy[str]] = {
     "bg": st.from_regex(r"[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?", fullmatch=True),
     "blur": decimals(0.3, 100, 3),
     "sharpen": decimals(0.3, 10, 3),
+    "blur_faces": decimals(0.3, 100, 3),
     "trim": ints(1, 100),
     "meta": st.sampled_from(["strip", "keep"]),
     "progressive": st.sampled_from(["0", "1"]),
@@ -192,6 +193,7 @@ INVALID: dict[str, st.SearchStrategy[str]] = {
     ),
     "blur": _numeric_invalid(0.3, 100, 3),
     "sharpen": _numeric_invalid(0.3, 10, 3),
+    "blur_faces": _numeric_invalid(0.3, 100, 3),
     "trim": _int_invalid(1, 100),
     "meta": _choice_invalid(("strip", "keep")),
     "progressive": _choice_invalid(("0", "1")),
@@ -208,7 +210,20 @@ INVALID: dict[str, st.SearchStrategy[str]] = {
 }
 for _name in NAMES:
     INVALID[_name] = st.one_of(INVALID[_name], _mangled(VALID[_name]))
-for _name in ("w", "h", "dpr", "crop", "rot", "q", "maxbytes", "blur", "sharpen", "trim", "exp"):
+for _name in (
+    "w",
+    "h",
+    "dpr",
+    "crop",
+    "rot",
+    "q",
+    "maxbytes",
+    "blur",
+    "sharpen",
+    "blur_faces",
+    "trim",
+    "exp",
+):
     INVALID[_name] = st.one_of(INVALID[_name], _foreign(VALID[_name]))
 
 # Id segments that must never reach a store: dot segments percent-encoded once, twice or
@@ -238,6 +253,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "bg": ("bg", lambda v: tuple(bytes.fromhex(v if len(v) == 8 else f"{v}ff"))),
     "blur": ("blur", float),
     "sharpen": ("sharpen", float),
+    "blur_faces": ("blur_faces", float),
     "trim": ("trim", int),
     "meta": ("meta", str),
     "progressive": ("progressive", lambda v: v == "1"),

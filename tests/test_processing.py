@@ -104,13 +104,7 @@ def test_smart_crop_takes_the_largest_window_of_the_aspect(client: TestClient) -
     assert (image.width, image.height) == (320, 180)
 
 
-def test_smart_crop_on_faces_is_501_until_the_vision_engine_lands(client: TestClient) -> None:
-    r = post(client, "smart_crop", {"image": {"base64": B64}, "aspect": "1:1", "target": "face"})
-    body = error_body(r, 501)
-    assert (body["code"], body["param"]) == ("not_available", "target")
-
-
-@pytest.mark.parametrize("op", ["background_remove", "face_blur"])
+@pytest.mark.parametrize("op", ["background_remove"])
 def test_vision_ops_are_501_not_available(client: TestClient, op: str) -> None:
     assert error_body(post(client, op, {"image": {"base64": B64}}), 501)["code"] == "not_available"
 
@@ -338,7 +332,9 @@ def test_ops_and_a_top_level_width_together_are_refused(client: TestClient) -> N
 
 def test_a_vision_step_in_process_is_501_before_any_fetch(client: TestClient) -> None:
     r = post(
-        client, "process", {"image": {"url": "http://10.0.0.1/x"}, "ops": [{"op": "face_blur"}]}
+        client,
+        "process",
+        {"image": {"url": "http://10.0.0.1/x"}, "ops": [{"op": "background_remove"}]},
     )
     assert error_body(r, 501)["code"] == "not_available"
 

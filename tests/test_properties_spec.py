@@ -143,7 +143,7 @@ def respell(name: str, raw: str, draw: Any) -> str:
         if -360 <= turned <= 360:
             raw = str(turned)
         return respell_decimal(raw, 2, draw)
-    if name in ("dpr", "blur", "sharpen"):
+    if name in ("dpr", "blur", "sharpen", "blur_faces"):
         return respell_decimal(raw, 2 if name == "dpr" else 3, draw)
     return raw
 

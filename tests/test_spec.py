@@ -305,10 +305,10 @@ def test_w_times_h_exactly_at_the_max_pixels_is_accepted():
     assert spec.target == (1000, 1000)
 
 
-def test_g_face_is_a_clear_not_available_yet_400():
-    error = refused("w=100&h=100&g=face")
-    assert error.param == "g"
-    assert "not available yet" in error.message
+def test_g_face_and_blur_faces_parse_and_key_the_variant():
+    spec = parse("w=100&h=100&g=face&blur_faces=8")
+    assert (spec.gravity, spec.blur_faces) == ("face", 8.0)
+    assert "g=face" in spec.canonical("jpeg") and "blur_faces=8" in spec.canonical("jpeg")
 
 
 # --- messages: each names the one rule the value breaks -----------------------------------
@@ -373,7 +373,7 @@ def listed_values(message: str) -> list[str]:
 def test_the_g_message_lists_exactly_the_gravities_that_are_accepted():
     offered = listed_values(refused("w=10&h=10&g=north").message)
 
-    assert "face" not in offered
+    assert "face" in offered
     assert "fp:X,Y" in offered
     for value in offered:
         written = "fp:0.5,0.5" if value == "fp:X,Y" else value

@@ -10,7 +10,7 @@ a decode failure here is the client's (422 `undecodable`), not a 500.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pyvips
 
 from server.errors import MaxBytesUnreachable, TargetUnreachable, Undecodable
 from server.formats import ANIMATED
-from server.imaging import encode, pipeline
+from server.imaging import encode, facesteps, pipeline
 from server.imaging.inspect import SourceInfo
 from server.imaging.options import RenderOptions
 from server.imaging.pipeline import Job, Rendered
@@ -31,6 +31,7 @@ STAGE_STEPS: tuple[pipeline.Step, ...] = (
     pipeline.trim,
     pipeline.rotate90,
     pipeline.flip,
+    facesteps.blur_faces,
     pipeline.resize,
     pipeline.rotate_free,
     pipeline.blur,
@@ -47,8 +48,10 @@ def render_chain(
     options: RenderOptions,
     cancel: Cancel,
     marks: Mapping[int, bytes],
+    source_key: Hashable | None = None,
 ) -> Rendered:
-    """Run `plan` on the source; `marks` holds each watermark image's bytes by stage index."""
+    """Run `plan` on the source; `marks` holds each watermark image's bytes by stage index.
+    `source_key` names the source (its sha256) for the face detection cache."""
     animate = info.frames > 1 and fmt in ANIMATED
     first = plan.stages[0] if plan.stages else None
     # Shrink-on-load plans from the first stage's spec; a smart crop's window, or a source
@@ -71,6 +74,10 @@ def render_chain(
         def stages(frame: pyvips.Image) -> pyvips.Image:
             for index, stage in enumerate(plan.stages):
                 job = _stage_job(stage, frame, fmt, options, animate, marks.get(index))
+                if source_key is not None and not animate:
+                    # Faces found after these stages are the same for any later request.
+                    done = tuple(repr(replace(s, mark=None)) for s in plan.stages[:index])
+                    job = replace(job, source_key=(source_key, plan.auto_orient, done))
                 if index == 0:
                     job = replace(job, shrink=shrink, full_size=full_size)
                 frame = pipeline.run_steps(frame, job, _steps(stage), cancel)
@@ -129,7 +136,7 @@ def _smart_window(stage: Stage, width: int, height: int, animate: bool) -> Trans
     if stage.width is not None and stage.width < box[0]:
         box = (stage.width, max(1, round(stage.width / ratio)))
     # Per-frame windows would jitter across an animation: keep one, the centre.
-    gravity = "center" if animate else "smart"
+    gravity = "center" if animate else "face" if stage.target == "face" else "smart"
     return TransformSpec(width=box[0], height=box[1], fit="cover", gravity=gravity)
 
 

@@ -7,8 +7,8 @@ JPEG shrunk on load, resized, re-encoded) costs what libvips alone would.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pyvips
 
 from server.errors import ImgcdnError, InvalidParam
 from server.formats import ALPHA, ANIMATED
-from server.imaging import encode, geometry
+from server.imaging import encode, facesteps, geometry
 from server.imaging import watermark as wm
 from server.imaging.inspect import SourceInfo, header
 from server.imaging.options import RenderOptions
@@ -38,6 +38,11 @@ class Job:
     full_size: tuple[int, int] | None = None
     watermark: Watermark | None = None
     mark_source: bytes | None = None  # the watermark asset's bytes
+    source_key: Hashable | None = None  # names the source for the face detection cache
+    # Written by the face steps (how many faces each used), read by render() for X-Faces:
+    # the one mutable part of a Job, shared by the copies replace() makes.
+    faces: list[int] = field(default_factory=list)
+    frame: bool = False  # a frame of an animation: faces move, so no cached boxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,7 @@ class Rendered:
     width: int
     height: int
     frames: int
+    faces: int | None = None  # with g=face or blur_faces: how many faces were used
 
 
 Step = Callable[[pyvips.Image, Job], pyvips.Image]
@@ -60,6 +66,7 @@ def render(
     cancel: Cancel,
     watermark: Watermark | None = None,
     mark_source: bytes | None = None,
+    source_key: Hashable | None = None,
 ) -> Rendered:
     animate = info.frames > 1 and spec.anim is not False and fmt in ANIMATED
     image, shrink, full_size = open_source(data, info, spec, options, cancel, animate)
@@ -71,12 +78,14 @@ def render(
         full_size=full_size,
         watermark=watermark,
         mark_source=mark_source,
+        source_key=source_key,
     )
     try:
         if animate:
             # Content-aware crops would pick a different window per frame and make it jitter.
-            if spec.gravity in ("smart", "entropy"):
+            if spec.gravity in ("smart", "entropy", "face"):
                 job = replace(job, spec=replace(spec, gravity="center"))
+            job = replace(job, frame=True)
             out = render_frames(image, lambda frame: run_steps(frame, job, STEPS), cancel)
         else:
             out = run_steps(image, job, STEPS, cancel)
@@ -89,7 +98,8 @@ def render(
         raise ImgcdnError(f"render failed: {last_line(exc)}") from exc
     frames = int(out.get("n-pages")) if animate else 1
     height = out.height // frames if animate else out.height
-    return Rendered(body=body, width=out.width, height=height, frames=frames)
+    faces = job.faces[-1] if job.faces else None
+    return Rendered(body=body, width=out.width, height=height, frames=frames, faces=faces)
 
 
 def open_source(
@@ -270,6 +280,13 @@ def resize(image: pyvips.Image, job: Job) -> pyvips.Image:
         opts.max_side,
         opts.max_pixels,
     )
+    cover = p.box != p.scaled and p.box[0] <= p.scaled[0] and p.box[1] <= p.scaled[1]
+    found = None
+    if cover and spec.gravity == "face":
+        image = image.copy_memory()  # detection reads every pixel; the resize reads them again
+        # Framing needs the faces that matter, not every small one: tiles only if none.
+        found = facesteps.find(image, job, tiles=False)
+    detected_width = image.width
     if p.scaled != (image.width, image.height):
         alpha = image.hasalpha()
         if alpha:
@@ -281,17 +298,19 @@ def resize(image: pyvips.Image, job: Job) -> pyvips.Image:
             image = image.unpremultiply().cast("uchar")
     if p.box == p.scaled:
         return image
-    if p.box[0] <= p.scaled[0] and p.box[1] <= p.scaled[1]:
+    if found:
+        return facesteps.cover_on_faces(image, job, found, image.width / detected_width, p.box)
+    if cover:
         return _cover(image, job, p.box)
     return _pad(image, job, p.box)
 
 
 def _cover(image: pyvips.Image, job: Job, box: tuple[int, int]) -> pyvips.Image:
     gravity = job.spec.gravity
-    if gravity in ("smart", "entropy"):
+    if gravity in ("smart", "entropy", "face"):  # face: none found, so the smart crop
         image = image.copy_memory()  # smartcrop scores the pixels, then crops them
         return image.smartcrop(
-            box[0], box[1], interesting="attention" if gravity == "smart" else "entropy"
+            box[0], box[1], interesting="entropy" if gravity == "entropy" else "attention"
         )
     x, y = geometry.gravity_offset(gravity, job.spec.focal, (image.width, image.height), box)
     return image.crop(x, y, box[0], box[1])
@@ -382,6 +401,7 @@ STEPS: tuple[Step, ...] = (
     trim,
     rotate90,
     flip,
+    facesteps.blur_faces,
     resize,
     rotate_free,
     blur,

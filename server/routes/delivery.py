@@ -58,6 +58,8 @@ async def deliver(request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     variant, source = await variants.fetch(rt, resolved, spec, timings)
     headers["X-Cache"] = source
+    if variant.faces is not None:
+        headers["X-Faces"] = str(variant.faces)
     _timing_headers(headers, timings, started)
     if not resolved.stale:  # storage is down: no index write to wait for
         await edge.remember(rt, raw_path.decode("latin-1"), query, asset_id, template.name)
