@@ -110,7 +110,7 @@ def test_smart_crop_on_faces_is_501_until_the_vision_engine_lands(client: TestCl
     assert (body["code"], body["param"]) == ("not_available", "target")
 
 
-@pytest.mark.parametrize("op", ["background_remove", "face_blur"])
+@pytest.mark.parametrize("op", ["face_blur"])
 def test_vision_ops_are_501_not_available(client: TestClient, op: str) -> None:
     assert error_body(post(client, op, {"image": {"base64": B64}}), 501)["code"] == "not_available"
 
