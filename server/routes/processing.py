@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import replace
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import orjson
