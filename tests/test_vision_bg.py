@@ -63,11 +63,13 @@ def test_jpeg_has_no_alpha_so_the_subject_sits_on_the_background_colour(
     white = cut_out(client, "product.jpg", format="jpeg")
     assert green.bands == white.bands == 3
     corner = (5, 5)  # background in the photo
-    assert all(abs(a - b) < 12 for a, b in zip(green.getpoint(*corner), (0, 255, 0)))
+    assert all(abs(a - b) < 12 for a, b in zip(green.getpoint(*corner), (0, 255, 0), strict=True))
     assert min(white.getpoint(*corner)) > 243
     # the subject itself is untouched: the red bowl is red whatever the background
     bowl = (320, 300)
-    assert all(abs(a - b) < 12 for a, b in zip(green.getpoint(*bowl), white.getpoint(*bowl)))
+    assert all(
+        abs(a - b) < 12 for a, b in zip(green.getpoint(*bowl), white.getpoint(*bowl), strict=True)
+    )
 
 
 def test_webp_keeps_the_alpha_and_ignores_the_background_colour(client: TestClient) -> None:
