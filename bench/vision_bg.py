@@ -60,7 +60,8 @@ def case(name: str, data: bytes, out: Any) -> None:
     first = once()
     took = [once() for _ in range(RUNS)]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.put({"case": name, "pixels": info.width * info.height, "cpu_ms": round(statistics.median(took)),
+    cpu_ms = round(statistics.median(took))
+    out.put({"case": name, "pixels": info.width * info.height, "cpu_ms": cpu_ms,
              "first_ms": round(first), "peak_rss_mb": round(rss)})  # fmt: skip
 
 
