@@ -211,3 +211,18 @@ def test_moderate_needs_a_key(client: TestClient) -> None:
 def test_tag_is_501_saying_why(client: TestClient) -> None:
     body = error_body(client.post("/v1/image/tag", json={}, headers=AUTH), 501)
     assert body["code"] == "not_available" and "tagging model" in body["message"]
+
+
+def test_render_threads_segmenting_at_once_each_get_their_own_mask() -> None:
+    # One OpenCV Net per process holds its input between setInput and forward: without
+    # the lock, 4 threads got each other's masks in almost every round.
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["vision/person.jpg", "vision/product.jpg", "photo.jpg", "p3.jpg"]
+    rgbs = [pyvips.Image.thumbnail(str(IMAGES / n), 256).numpy()[:, :, :3].copy() for n in names]
+    alone = [background.segment_people(rgb) for rgb in rgbs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(20):
+            together = list(pool.map(background.segment_people, rgbs))
+            for mine, theirs in zip(together, alone, strict=True):
+                assert np.allclose(mine, theirs, atol=1e-3)
