@@ -183,6 +183,8 @@ def _background_remove(
 ) -> tuple[Stage, Plan]:
     if "background" in p:
         plan = replace(plan, matte=p["background"])
+    if plan.fmt is None:  # a cut-out is wanted with its alpha: PNG unless a format is named
+        plan = replace(plan, fmt="png")
     return Stage("background_remove", TransformSpec(bg_remove=True)), plan
 
 

@@ -226,3 +226,13 @@ def test_render_threads_segmenting_at_once_each_get_their_own_mask() -> None:
             together = list(pool.map(background.segment_people, rgbs))
             for mine, theirs in zip(together, alone, strict=True):
                 assert np.allclose(mine, theirs, atol=1e-3)
+
+
+def test_a_cut_out_is_png_unless_a_format_is_named(client: TestClient) -> None:
+    body = {"image": {"base64": b64("product.jpg")}, "return": "base64"}
+    r = client.post("/v1/image/background_remove", json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert (r.json()["format"], decode(base64.b64decode(r.json()["base64"])).bands) == ("png", 4)
+    ops = [{"op": "convert", "params": {"format": "webp"}}, {"op": "background_remove"}]
+    r = client.post("/v1/image/process", json={**body, "ops": ops}, headers=AUTH)
+    assert r.json()["format"] == "webp"
