@@ -138,9 +138,10 @@ OPS: dict[str, Op] = {
         _op("blur", "Gaussian blur", ("sigma",), sigma=Number(0.3, 100, "blur radius")),
         _op("sharpen", "Unsharp mask", ("sigma",), sigma=Number(0.3, 10, "sharpen radius")),
         _op("trim", "Cut away a uniform border", threshold=Int(1, 100, "default 10")),
-        replace(
-            _op("background_remove", "Cut out the subject (vision)", background=COLOR),
-            available=False,
+        _op(
+            "background_remove",
+            "Cut out the subject: alpha in PNG/WebP/AVIF, else over background (vision)",
+            background=COLOR,
         ),
         _op(
             "face_blur",

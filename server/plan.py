@@ -39,12 +39,13 @@ class Plan:
     target_bytes: int | None = None
     auto_orient: bool = True
     background: tuple[int, int, int, int] | None = None  # flattening colour for JPEG
+    matte: tuple[int, int, int, int] | None = None  # background_remove's, for JPEG only
 
     def canonical(self, fmt: Format, marks: Mapping[int, str]) -> str:
         """The effective work, as a stable string: equal plans on equal bytes are one result.
         `marks` holds each watermark image's content hash by stage index."""
         parts = [f"fmt={fmt}", f"q={self.quality}", f"tb={self.target_bytes}"]
-        parts += [f"orient={self.auto_orient}", f"bg={self.background}"]
+        parts += [f"orient={self.auto_orient}", f"bg={self.background}", f"matte={self.matte}"]
         for index, stage in enumerate(self.stages):
             parts.append(repr(replace(stage, mark=None)) + f"@{marks.get(index, '-')}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -177,6 +178,16 @@ def _trim(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[Sta
     return Stage("trim", TransformSpec(trim=p.get("threshold", 10))), plan
 
 
+def _background_remove(
+    plan: Plan, p: dict[str, Any], limits: Limits, path: str
+) -> tuple[Stage, Plan]:
+    if "background" in p:
+        plan = replace(plan, matte=p["background"])
+    if plan.fmt is None:  # a cut-out is wanted with its alpha: PNG unless a format is named
+        plan = replace(plan, fmt="png")
+    return Stage("background_remove", TransformSpec(bg_remove=True)), plan
+
+
 def _background(plan: Plan, p: dict[str, Any]) -> Plan:
     # The last colour a step names also fills what JPEG cannot keep transparent.
     return replace(plan, background=p["background"]) if "background" in p else plan
@@ -193,4 +204,5 @@ _BUILDERS: dict[str, Builder] = {
     "sharpen": _sharpen,
     "face_blur": _face_blur,
     "trim": _trim,
+    "background_remove": _background_remove,
 }

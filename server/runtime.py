@@ -85,6 +85,7 @@ class Runtime:
             avif_effort=s.avif_effort,
             max_side=s.max_output_side,
             max_pixels=s.max_output_pixels,
+            bg_model=s.bg_model,
         )
         self.results = ResultStore(s)
 

@@ -22,6 +22,7 @@ from server.settingvalues import (
     key_list,
     nonempty_path,
     one_of,
+    onnx_file,
     optional_url,
     origin_list,
     redis_location,
@@ -88,6 +89,7 @@ class Settings:
     batch_max_items: int = 1000
     job_concurrency: int = 0  # 0: the process's render threads
     job_keep_s: float = 86_400.0
+    bg_model: str = ""  # "": people by segmentation, products by the classical method
 
     @classmethod
     def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -351,6 +353,13 @@ FIELDS: dict[str, FieldSpec] = {
         "IMGCDN_JOB_KEEP_S",
         float_in(60, 366 * 86_400),
         "how long a finished job stays answerable (status, results) before it is swept",
+    ),
+    "bg_model": FieldSpec(
+        "IMGCDN_BG_MODEL",
+        onnx_file,
+        "an ONNX matting model with rembg's conventions (u2net, isnet, ...) that "
+        "background_remove and bg_remove=1 use for every image instead of the built-in "
+        "methods (docs/vision-bg.md); empty: the built-in ones",
     ),
 }
 

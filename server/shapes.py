@@ -279,8 +279,16 @@ DELIVERY_QUERY: dict[str, Field] = {
     "v": Text(64, "version tag: part of the cache key", r"[A-Za-z0-9._-]{1,64}", "a version"),
     "exp": Int(0, MAX_EXP, "expiry of a signed URL, unix seconds"),
     "sig": described({"type": "string"}, "signature (SPEC §3); must be the last parameter"),
+    "bg_remove": Choice(("0", "1"), "cut out the subject: alpha, or over bg (white) in JPEG"),
 }
 PAGING: dict[str, Field] = {
     "cursor": described({"type": "string"}, "next_cursor of the previous page"),
     "limit": Int(1, 1000, "items per page (default 100)"),
 }
+MODERATION = answer(
+    "Moderation",
+    "Scores in 0..1 per category (nsfw: Open-NSFW's P(NSFW)); flagged at nsfw >= 0.8",
+    ("flagged", "categories"),
+    flagged=Bool(),
+    categories=Obj({"nsfw": Number(0, 1, "P(NSFW)")}, frozenset({"nsfw"})),
+)

@@ -78,6 +78,7 @@ class TransformSpec:
     version: str | None = None
     exp: int | None = None
     sig: str | None = None
+    bg_remove: bool = False  # SPEC §9: the subject kept, its background transparent
 
     @property
     def target(self) -> tuple[int | None, int | None]:
@@ -141,6 +142,8 @@ class TransformSpec:
             parts["progressive"] = "1"
         if self.anim is False:
             parts["anim"] = "0"
+        if self.bg_remove:
+            parts["bg_remove"] = "1"
         return "&".join(f"{k}={parts[k]}" for k in sorted(parts))
 
 
@@ -306,6 +309,7 @@ _PARSERS: dict[str, Parser] = {
     "v": lambda raw, lim: {"version": _regex("v", raw, _VERSION, "1..64 of [A-Za-z0-9._-]")},
     "exp": lambda raw, lim: {"exp": _int_in("exp", raw, 0, MAX_EXP)},
     "sig": lambda raw, lim: {"sig": _regex("sig", raw, _B64URL, "base64url")},
+    "bg_remove": lambda raw, lim: {"bg_remove": _flag("bg_remove", raw)},
 }
 
 PARAM_NAMES: frozenset[str] = frozenset(_PARSERS)

@@ -85,6 +85,7 @@ VALID: dict[str, st.SearchStrategy[str]] = {
     "meta": st.sampled_from(["strip", "keep"]),
     "progressive": st.sampled_from(["0", "1"]),
     "anim": st.sampled_from(["0", "1"]),
+    "bg_remove": st.sampled_from(["0", "1"]),
     "v": st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True),
     "exp": ints(0, MAX_EXP),
     "sig": st.from_regex(r"[A-Za-z0-9_-]{1,128}", fullmatch=True),
@@ -198,6 +199,7 @@ INVALID: dict[str, st.SearchStrategy[str]] = {
     "meta": _choice_invalid(("strip", "keep")),
     "progressive": _choice_invalid(("0", "1")),
     "anim": _choice_invalid(("0", "1")),
+    "bg_remove": _choice_invalid(("0", "1")),
     "v": st.one_of(
         st.just("x" * 65),
         st.from_regex(r"[A-Za-z0-9._-]{0,8}[/~+ é!%&=][A-Za-z0-9._-]{0,8}", fullmatch=True),
@@ -258,6 +260,7 @@ FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "meta": ("meta", str),
     "progressive": ("progressive", lambda v: v == "1"),
     "anim": ("anim", lambda v: v == "1"),
+    "bg_remove": ("bg_remove", lambda v: v == "1"),
     "v": ("version", str),
     "exp": ("exp", int),
     "sig": ("sig", str),

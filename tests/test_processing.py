@@ -104,11 +104,6 @@ def test_smart_crop_takes_the_largest_window_of_the_aspect(client: TestClient) -
     assert (image.width, image.height) == (320, 180)
 
 
-@pytest.mark.parametrize("op", ["background_remove"])
-def test_vision_ops_are_501_not_available(client: TestClient, op: str) -> None:
-    assert error_body(post(client, op, {"image": {"base64": B64}}), 501)["code"] == "not_available"
-
-
 def test_rotate_turns_clockwise_and_grows_the_canvas_for_free_angles(client: TestClient) -> None:
     image, _ = rendered(client, "rotate", {"image": {"base64": B64}, "degrees": 90})
     assert (image.width, image.height) == (600, 800)
@@ -542,7 +537,7 @@ def test_the_processing_api_needs_a_key(client: TestClient) -> None:
 
 
 def test_the_vision_index_endpoints_are_501_not_404(client: TestClient) -> None:
-    for path in ("moderate", "ocr", "tag"):
+    for path in ("ocr", "tag"):
         assert error_body(post(client, path, {}), 501)["code"] == "not_available"
 
 

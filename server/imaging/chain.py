@@ -17,7 +17,7 @@ from pathlib import Path
 import pyvips
 
 from server.errors import MaxBytesUnreachable, TargetUnreachable, Undecodable
-from server.formats import ANIMATED
+from server.formats import ALPHA, ANIMATED
 from server.imaging import encode, facesteps, pipeline
 from server.imaging.inspect import SourceInfo
 from server.imaging.options import RenderOptions
@@ -33,6 +33,7 @@ STAGE_STEPS: tuple[pipeline.Step, ...] = (
     pipeline.flip,
     facesteps.blur_faces,
     pipeline.resize,
+    pipeline.remove_background,
     pipeline.rotate_free,
     pipeline.blur,
     pipeline.sharpen,
@@ -84,7 +85,9 @@ def render_chain(
             return frame
 
         out = pipeline.render_frames(out, stages, cancel) if animate else stages(out)
-        final = _job(TransformSpec(bg=plan.background), fmt, options)
+        # A cut-out's colour fills only where the format has no alpha (SPEC §9).
+        matte = plan.matte if fmt not in ALPHA else None
+        final = _job(TransformSpec(bg=plan.background or matte), fmt, options)
         out = cancel.watch(pipeline.flatten(out, final))
         spec = TransformSpec(quality=plan.quality, maxbytes=plan.target_bytes)
         body = encode.encode(out, fmt, spec, options, palette=info.palette)

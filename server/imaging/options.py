@@ -12,3 +12,4 @@ class RenderOptions:
     avif_effort: int = 0
     max_side: int = 8192
     max_pixels: int = 40_000_000
+    bg_model: str = ""  # IMGCDN_BG_MODEL: the operator's matting model, or the built-ins

@@ -355,6 +355,15 @@ def sharpen(image: pyvips.Image, job: Job) -> pyvips.Image:
     return image if image.interpretation == before else image.colourspace(before)
 
 
+def remove_background(image: pyvips.Image, job: Job) -> pyvips.Image:
+    # After resize: the mask is found on the sized image, so a thumbnail costs a thumbnail.
+    if not job.spec.bg_remove:
+        return image
+    from server.vision import background  # OpenCV loads only where a cut-out is asked for
+
+    return background.cut_out(image, job.options.bg_model or None)
+
+
 def watermark(image: pyvips.Image, job: Job) -> pyvips.Image:
     # On the sized output, so the mark's scale and margin are in the pixels people see.
     if job.watermark is None:
@@ -403,6 +412,7 @@ STEPS: tuple[Step, ...] = (
     flip,
     facesteps.blur_faces,
     resize,
+    remove_background,
     rotate_free,
     blur,
     sharpen,

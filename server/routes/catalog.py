@@ -16,7 +16,7 @@ from server.routes.catalog_batch import batch
 from server.routes.catalog_images import images
 from server.routes.processing import BODIES, RETURN
 from server.schema import Choice, Obj
-from server.shapes import METADATA, PROCESSED_BASE64, PROCESSED_IMAGE
+from server.shapes import METADATA, MODERATION, PROCESSED_BASE64, PROCESSED_IMAGE
 
 # What a processing request can be answered besides its result (SPEC §4, §6).
 PROCESSING_ERRORS = (400, 404, 409, 413, 415, 422, 429, 501, 503, 504)
@@ -83,7 +83,22 @@ def _processing() -> list[Operation]:
             example={"image": TINY_PNG},
         )
     )
-    later = ["moderate", "ocr", "tag"]
+    ops.append(
+        Operation(
+            "POST",
+            "/v1/image/moderate",
+            "P(NSFW) of an image, from Yahoo's Open-NSFW model (vision §9)",
+            "processing",
+            "key",
+            scope="image.process",
+            body=BODIES["moderate"],
+            form=True,
+            replies={200: Reply("The scores", json=MODERATION)},
+            errors=PROCESSING_ERRORS,
+            example={"image": TINY_PNG},
+        )
+    )
+    later = ["ocr", "tag"]
     for path in later:
         for method in ("GET", "POST"):
             ops.append(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import auth, idempotency, process, results
+from server import auth, idempotency, inputs, process, results
 from server.errors import BadRequest, InvalidOp, InvalidParam, NotAvailable
 from server.imagerefs import REF, Ref
 from server.json import NO_STORE, json_response
@@ -26,6 +27,7 @@ from server.routes.admin import public_base
 from server.routes.bodies import Body, read_request
 from server.runtime import Runtime
 from server.schema import Array, Choice, Field, Obj, Text
+from server.vision import moderation
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 CREDENTIALS = frozenset({"api_key", "appkey"})
@@ -70,10 +72,12 @@ METADATA_BODY = Obj(
     title="metadata_request",
     ignored=CREDENTIALS,
 )
+MODERATE_BODY = replace(METADATA_BODY, description="An image to score", title="moderate_request")
 BODIES: dict[str, Obj] = {
     **{name: op_body(name) for name in OPS},
     "process": PROCESS_BODY,
     "metadata": METADATA_BODY,
+    "moderate": MODERATE_BODY,
 }
 
 
@@ -141,9 +145,34 @@ async def metadata_endpoint(request: Request) -> Response:
     )
 
 
+async def moderate_endpoint(request: Request) -> Response:
+    """P(NSFW) of an image: {flagged, categories: {nsfw: score}} (SPEC §9)."""
+    rt, body, caller = await _begin(request, "image.process")
+    fields = MODERATE_BODY.check(body.fields, "", body.text)
+    ref = _image(fields, body)
+
+    async def run() -> Response:
+        data = await inputs.load(rt, ref, caller.prefix)
+        limits, options = rt.source_limits, rt.render_options
+        answer = await rt.pool.run(
+            lambda cancel: moderation.moderate(data, limits, options, cancel)
+        )
+        return json_response(answer, headers={"Cache-Control": NO_STORE})
+
+    fingerprint = _fingerprint("moderate", fields, body)
+    return await idempotency.idempotent(
+        request, caller, "moderate", fields.get("idempotency_key"), fingerprint, run
+    )
+
+
+WHY_NOT = {"tag": moderation.NOT_SHIPPED}
+
+
 async def not_available(request: Request) -> Response:
-    """Endpoints of later issues (moderate, ocr, tag: §9)."""
-    raise NotAvailable(f"{request.url.path} is not available in this version of imgcdn", param=None)
+    """Endpoints of later issues (ocr, tag: §9)."""
+    name = request.url.path.rsplit("/", 1)[-1]
+    why = WHY_NOT.get(name, "it is not available in this version of imgcdn")
+    raise NotAvailable(f"{request.url.path}: {why}", param=None)
 
 
 async def _begin(request: Request, scope: str) -> tuple[Runtime, Body, auth.Caller]:
