@@ -138,7 +138,8 @@ def processing_routes() -> list[BaseRoute]:
         Route(f"{prefix}/batch/status/{{id}}", batch.status, methods=["GET", "HEAD"]),
         Route(f"{prefix}/batch/cancel/{{id}}", batch.cancel, methods=["POST"]),
     ]
-    later = ["moderate", "ocr", "tag"]
+    routes.append(Route(f"{prefix}/ocr", processing.ocr_endpoint, methods=["POST"]))
+    later = ["moderate", "tag"]
     routes += [
         Route(f"{prefix}/{path}", processing.not_available, methods=["GET", "POST"])
         for path in later

@@ -26,6 +26,7 @@ from server.routes.admin import public_base
 from server.routes.bodies import Body, read_request
 from server.runtime import Runtime
 from server.schema import Array, Choice, Field, Obj, Text
+from server.vision import ocr
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 CREDENTIALS = frozenset({"api_key", "appkey"})
@@ -142,7 +143,7 @@ async def metadata_endpoint(request: Request) -> Response:
 
 
 async def not_available(request: Request) -> Response:
-    """Endpoints of later issues (moderate, ocr, tag: §9)."""
+    """Endpoints of later issues (moderate, tag: §9)."""
     raise NotAvailable(f"{request.url.path} is not available in this version of imgcdn", param=None)
 
 
@@ -258,3 +259,38 @@ async def _answer(rt: Runtime, outcome: process.Outcome, mode: str, base: str) -
         )
     headers.update({"X-Image-Width": str(result.width), "X-Image-Height": str(result.height)})
     return Response(data, media_type=result.mime, headers=headers)
+
+
+OCR_BODY = Obj(
+    {
+        "image": REF,
+        "input": REF,
+        "language": Text(
+            64,
+            "Tesseract language data to read with, e.g. eng or eng+deu (default eng)",
+            r"[a-z][a-z_]{1,30}(\+[a-z][a-z_]{1,30})*",
+            "names like eng or eng+deu",
+        ),
+        "idempotency_key": COMMON["idempotency_key"],
+    },
+    description="Text of an image: lines with boxes and confidences, in reading order",
+    title="ocr_request",
+    ignored=CREDENTIALS,
+)
+
+
+async def ocr_endpoint(request: Request) -> Response:
+    """Text of an image (SPEC §9): {text, lines: [{text, confidence, box}], language}."""
+    rt, body, caller = await _begin(request, "image.process")  # OCR is processing an image
+    fields = OCR_BODY.check(body.fields, "", body.text)
+    ref = _image(fields, body)
+    language = str(fields.get("language", "eng"))
+
+    async def run() -> Response:
+        answer = await ocr.ocr(rt, ref, caller.prefix, language)
+        return json_response(answer, headers={"Cache-Control": NO_STORE})
+
+    fingerprint = _fingerprint("ocr", fields, body)
+    return await idempotency.idempotent(
+        request, caller, "ocr", fields.get("idempotency_key"), fingerprint, run
+    )
