@@ -84,8 +84,9 @@ def _fit_sides(points: np.ndarray, quad: np.ndarray) -> np.ndarray:
         a, b = quad[i], quad[(i + 1) % 4]
         side = b - a
         length = float(np.linalg.norm(side))
-        t = (points - a) @ side / (length * length)
-        distance = np.abs(np.cross(side, points - a)) / length
+        rel = points - a
+        t = rel @ side / (length * length)
+        distance = np.abs(side[0] * rel[:, 1] - side[1] * rel[:, 0]) / length
         near = points[(t > 0.15) & (t < 0.85) & (distance < 0.05 * length)]
         if len(near) < 5:
             return quad
