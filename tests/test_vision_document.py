@@ -77,7 +77,7 @@ def test_a_photo_without_a_page_has_no_corners() -> None:
 
 def test_enhance_evens_the_light_and_blackens_faint_text() -> None:
     page = rendered_text(dpi=300)
-    height, width = page.shape
+    width = page.shape[1]
     # Grey ink (about 100) on paper lit from 100 % at the left down to 55 % at the right.
     light = np.linspace(1.0, 0.55, width, dtype=np.float32)[None, :]
     faint = (100 + page.astype(np.float32) * (155 / 255)) * light
