@@ -142,3 +142,15 @@ def test_a_tesseract_that_hangs_is_killed_at_the_render_timeout(
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
     wait_until(gone, 10)
+
+
+def test_a_big_page_reaches_an_engine_that_starts_slowly_whole(engine: Any, tmp_path: Path) -> None:
+    # Reads its page only after a few of ocr.POLL_S have passed, as a loaded machine does;
+    # a page written to the engine's stdin stalled there (Popen.communicate retries).
+    slow = tmp_path / "tesseract"
+    slow.write_text('#!/bin/sh\nsleep 1\nwc -c < "$1"\n')
+    slow.chmod(0o755)
+    engine(str(slow))
+    page = np.full((2000, 3000), 200, np.uint8)
+    header = len(f"P5\n{3000} {2000}\n255\n")
+    assert int(ocr.tesseract([], page, None)) == page.size + header

@@ -1,6 +1,6 @@
 """OCR with Tesseract 5 (SPEC §9): lines with boxes and confidences, in reading order.
 
-Tesseract runs as its CLI (`tesseract stdin stdout tsv`), not through pytesseract or
+Tesseract runs as its CLI (`tesseract page.pgm stdout tsv`), not through pytesseract or
 tesserocr: pytesseract is a wrapper around the same CLI that goes through temp files and
 cannot be told to stop, and tesserocr bundles its own libtesseract (34 MB) and still needs
 Debian's language data. A child process is killed when the render times out, and a crash
@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +55,9 @@ class Line:
         }
 
 
-def tesseract(args: list[str], stdin: bytes, cancel: Cancel | None) -> str:
+def tesseract(args: list[str], page: np.ndarray | None, cancel: Cancel | None) -> str:
     """The CLI's output; a failure is OcrUnavailable with its last message line."""
-    code, out, err = _run(args, stdin, cancel)
+    code, out, err = _run(args, page, cancel)
     if code != 0:
         raise _failure(err)
     return out
@@ -67,37 +68,46 @@ def _failure(err: str) -> OcrUnavailable:
     return OcrUnavailable(f"the OCR engine failed: {last[0][:200]}")
 
 
-def _run(args: list[str], stdin: bytes, cancel: Cancel | None) -> tuple[int, str, str]:
-    """Run the CLI; stop it when the render is cancelled (the pool's timeout)."""
-    try:
-        # A fixed program and arguments (language checked against the installed list), no shell.
-        child = subprocess.Popen(  # noqa: S603
-            [BINARY, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=ENV,
-        )
-    except OSError:
-        raise OcrUnavailable("the OCR engine (tesseract) is not installed") from None
-    with child:  # closes its pipes however this ends
-        pending: bytes | None = stdin
-        while True:
-            try:
-                out, err = child.communicate(pending, timeout=POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                pending = None  # already being written; a retry must not send it again
-                if cancel is not None and cancel.cancelled:
-                    child.kill()
-                    raise RenderTimeout("OCR exceeded the time limit") from None
+def _run(args: list[str], page: np.ndarray | None, cancel: Cancel | None) -> tuple[int, str, str]:
+    """Run the CLI on `page` (grey), given as `tesseract FILE stdout ARGS`; stop it when the
+    render is cancelled (the pool's timeout). The page goes through a temporary file, not
+    stdin: Popen.communicate() stops writing input after its first timeout (CPython 3.11),
+    so a page Tesseract had not read within one poll hung it."""
+    with tempfile.TemporaryDirectory(prefix="imgcdn-ocr-") as folder:
+        command = [BINARY, *args]
+        if page is not None:
+            path = os.path.join(folder, "page.pgm")
+            # PGM: nothing to compress, and Leptonica reads it directly.
+            if not cv2.imwrite(path, page):
+                raise OSError("could not write the page for the OCR engine")
+            command = [BINARY, path, "stdout", *args]
+        try:
+            # A fixed program and arguments (language checked against the installed list).
+            child = subprocess.Popen(  # noqa: S603
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=ENV,
+            )
+        except OSError:
+            raise OcrUnavailable("the OCR engine (tesseract) is not installed") from None
+        with child:  # closes its pipes however this ends
+            while True:
+                try:
+                    out, err = child.communicate(timeout=POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancel is not None and cancel.cancelled:
+                        child.kill()
+                        raise RenderTimeout("OCR exceeded the time limit") from None
     return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 @functools.lru_cache(maxsize=4)
 def _languages(binary: str) -> frozenset[str]:
     del binary  # the cache key: a different engine may have other data
-    listed = tesseract(["--list-langs"], b"", None).splitlines()
+    listed = tesseract(["--list-langs"], None, None).splitlines()
     return frozenset(line.strip() for line in listed[1:] if line.strip())
 
 
@@ -117,21 +127,10 @@ def check_language(language: str) -> None:
         )
 
 
-def encode(grey: np.ndarray) -> bytes:
-    # PGM: no compression to spend time on, and Leptonica reads it from stdin.
-    ok, data = cv2.imencode(".pgm", grey)
-    assert ok
-    return bytes(data)
-
-
 def read_lines(grey: np.ndarray, language: str, cancel: Cancel | None, psm: int = 3) -> list[Line]:
     """Tesseract's lines of `grey` (H x W uint8), in its reading order."""
     check_language(language)
-    tsv = tesseract(
-        ["stdin", "stdout", "-l", language, "--psm", str(psm), "--oem", "1", "tsv"],
-        encode(grey),
-        cancel,
-    )
+    tsv = tesseract(["-l", language, "--psm", str(psm), "--oem", "1", "tsv"], grey, cancel)
     return parse_tsv(tsv)
 
 
@@ -162,7 +161,7 @@ def orientation(grey: np.ndarray, cancel: Cancel | None) -> tuple[int, float]:
     and its confidence (about 2+ is usable; 0 when OSD found too few characters)."""
     if "osd" not in languages():
         raise OcrUnavailable("the OCR engine has no orientation data (tesseract-ocr-osd)")
-    code, out, err = _run(["stdin", "stdout", "--psm", "0"], encode(grey), cancel)
+    code, out, err = _run(["--psm", "0"], grey, cancel)
     if code != 0 and "Too few characters" in err:
         return 0, 0.0  # nothing to judge by: leave the page as it is
     if code != 0:
