@@ -20,7 +20,6 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from server import inputs
@@ -78,8 +77,9 @@ def _run(args: list[str], page: np.ndarray | None, cancel: Cancel | None) -> tup
         if page is not None:
             path = os.path.join(folder, "page.pgm")
             # PGM: nothing to compress, and Leptonica reads it directly.
-            if not cv2.imwrite(path, page):
-                raise OSError("could not write the page for the OCR engine")
+            with open(path, "wb") as file:
+                file.write(b"P5\n%d %d\n255\n" % (page.shape[1], page.shape[0]))
+                file.write(np.ascontiguousarray(page, dtype=np.uint8).tobytes())
             command = [BINARY, path, "stdout", *args]
         try:
             # A fixed program and arguments (language checked against the installed list).
