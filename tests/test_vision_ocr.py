@@ -13,6 +13,7 @@ import cv2
 import httpx2 as httpx
 import numpy as np
 import pytest
+import pyvips
 from conftest import AUTH, error_body, wait_until
 from documents import LINES, cer, png, rendered_text
 from starlette.testclient import TestClient
@@ -77,6 +78,35 @@ def test_boxes_are_in_the_uploaded_images_pixels_when_it_is_shrunk_for_reading(
     for a, b in zip(small, large, strict=True):
         for key in ("x", "y", "width", "height"):
             assert abs(b["box"][key] - a["box"][key] * 4.5) <= 12
+
+
+def test_a_multipart_upload_to_a_real_server_is_read_in_the_language_asked_for(
+    live_server: str,
+) -> None:
+    r = httpx.post(
+        f"{live_server}/v1/image/ocr",
+        files={"image": ("page.png", png(rendered_text()), "image/png")},
+        data={"language": "eng"},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json()["language"] == "eng"
+    assert cer("\n".join(LINES), r.json()["text"]) <= CER_BOUND
+
+
+def test_an_exif_rotated_photo_is_read_upright_with_boxes_in_upright_pixels(
+    client: TestClient,
+) -> None:
+    page = rendered_text()
+    # Stored a quarter turn anticlockwise, with EXIF orientation 6: "turn 90° clockwise".
+    stored = pyvips.Image.new_from_array(np.ascontiguousarray(np.rot90(page, 1))).copy()
+    stored.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    upright = read(client, png(page)).json()
+    turned = read(client, stored.jpegsave_buffer(Q=95)).json()
+    assert turned["text"] == upright["text"]
+    assert turned["lines"][0]["box"] == pytest.approx(upright["lines"][0]["box"], abs=3)
 
 
 def test_an_image_without_text_gives_no_lines_and_no_text(client: TestClient) -> None:

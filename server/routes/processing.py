@@ -26,7 +26,6 @@ from server.routes.admin import public_base
 from server.routes.bodies import Body, read_request
 from server.runtime import Runtime
 from server.schema import Array, Choice, Field, Obj, Text
-from server.vision import ocr
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 CREDENTIALS = frozenset({"api_key", "appkey"})
@@ -285,6 +284,9 @@ async def ocr_endpoint(request: Request) -> Response:
     fields = OCR_BODY.check(body.fields, "", body.text)
     ref = _image(fields, body)
     language = str(fields.get("language", "eng"))
+
+    # Imported on first use: numpy (and its 10 MB) stays out of workers that never read text.
+    from server.vision import ocr
 
     async def run() -> Response:
         answer = await ocr.ocr(rt, ref, caller.prefix, language)
