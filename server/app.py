@@ -139,7 +139,8 @@ def processing_routes() -> list[BaseRoute]:
         Route(f"{prefix}/batch/cancel/{{id}}", batch.cancel, methods=["POST"]),
     ]
     routes.append(Route(f"{prefix}/moderate", processing.moderate_endpoint, methods=["POST"]))
-    later = ["ocr", "tag"]
+    routes.append(Route(f"{prefix}/ocr", processing.ocr_endpoint, methods=["POST"]))
+    later = ["tag"]
     routes += [
         Route(f"{prefix}/{path}", processing.not_available, methods=["GET", "POST"])
         for path in later

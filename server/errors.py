@@ -314,3 +314,11 @@ class JobNotFound(NotFound):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job {job_id!r}", param="id")
+
+
+class OcrUnavailable(ImgcdnError):
+    """Tesseract (or its language data) is not installed or failed: a 503 and no text,
+    never an empty or invented answer (SPEC §9). Logged: the install is what is wrong."""
+
+    status, code = 503, "ocr_unavailable"
+    retry_after = 30

@@ -359,7 +359,7 @@ FIELDS: dict[str, FieldSpec] = {
         onnx_file,
         "an ONNX matting model with rembg's conventions (u2net, isnet, ...) that "
         "background_remove and bg_remove=1 use for every image instead of the built-in "
-        "methods (docs/vision-bg.md); empty: the built-in ones",
+        "methods (docs/vision.md#background-removal-and-moderation); empty: the built-in ones",
     ),
 }
 

@@ -292,3 +292,29 @@ MODERATION = answer(
     flagged=Bool(),
     categories=Obj({"nsfw": Number(0, 1, "P(NSFW)")}, frozenset({"nsfw"})),
 )
+
+_BOX = answer(
+    "TextBox",
+    "Where a line is, in the upright image's pixels",
+    ("x", "y", "width", "height"),
+    x=Int(0, BIG),
+    y=Int(0, BIG),
+    width=Int(0, BIG),
+    height=Int(0, BIG),
+)
+OCR_LINE = answer(
+    "TextLine",
+    "One line of text",
+    ("text", "confidence", "box"),
+    text=_strings("the line's words, one space apart"),
+    confidence=Number(0, 1, "the mean of its words' confidences"),
+    box=_BOX,
+)
+OCR_RESULT = answer(
+    "OcrResult",
+    "The text read (lines joined by newlines), its lines in reading order, the language used",
+    ("text", "lines", "language"),
+    text=_strings("every line, one per row"),
+    lines=Array(OCR_LINE, BIG, "in reading order", 0),
+    language=_strings("eng, eng+deu, ..."),
+)

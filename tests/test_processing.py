@@ -537,7 +537,7 @@ def test_the_processing_api_needs_a_key(client: TestClient) -> None:
 
 
 def test_the_vision_index_endpoints_are_501_not_404(client: TestClient) -> None:
-    for path in ("ocr", "tag"):
+    for path in ("tag",):
         assert error_body(post(client, path, {}), 501)["code"] == "not_available"
 
 

@@ -48,11 +48,9 @@ ROUTES = {
     "/v1/image/batch/status/{id}": ("/v1/image/batch/status/job_abc", {"GET", "HEAD"}),
     "/v1/image/batch/cancel/{id}": ("/v1/image/batch/cancel/job_abc", {"POST"}),
     "/v1/image/moderate": ("/v1/image/moderate", {"POST"}),
+    "/v1/image/ocr": ("/v1/image/ocr", {"POST"}),
     # Later issues' endpoints answer 501 to GET and POST alike (vision).
-    **{
-        f"/v1/image/{path}": (f"/v1/image/{path}", {"GET", "HEAD", "POST"})
-        for path in ("ocr", "tag")
-    },
+    **{f"/v1/image/{path}": (f"/v1/image/{path}", {"GET", "HEAD", "POST"}) for path in ("tag",)},
 }
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 HOSTILE = {**AUTH, "Host": "evil.example"}

@@ -14,9 +14,9 @@ from server.ops import OPS, STEP, STEP_PARAMS
 from server.routes.catalog_admin import TINY_PNG, admin, delivery, keys
 from server.routes.catalog_batch import batch
 from server.routes.catalog_images import images
-from server.routes.processing import BODIES, RETURN
+from server.routes.processing import BODIES, OCR_BODY, RETURN
 from server.schema import Choice, Obj
-from server.shapes import METADATA, MODERATION, PROCESSED_BASE64, PROCESSED_IMAGE
+from server.shapes import METADATA, MODERATION, OCR_RESULT, PROCESSED_BASE64, PROCESSED_IMAGE
 
 # What a processing request can be answered besides its result (SPEC §4, §6).
 PROCESSING_ERRORS = (400, 404, 409, 413, 415, 422, 429, 501, 503, 504)
@@ -98,7 +98,22 @@ def _processing() -> list[Operation]:
             example={"image": TINY_PNG},
         )
     )
-    later = ["ocr", "tag"]
+    ops.append(
+        Operation(
+            "POST",
+            "/v1/image/ocr",
+            "Text of an image: lines with boxes and confidences, in reading order (§9)",
+            "processing",
+            "key",
+            scope="image.process",
+            body=OCR_BODY,
+            form=True,
+            replies={200: Reply("The text", json=OCR_RESULT)},
+            errors=PROCESSING_ERRORS,
+            example={"image": TINY_PNG, "language": "eng"},
+        )
+    )
+    later = ["tag"]
     for path in later:
         for method in ("GET", "POST"):
             ops.append(

@@ -169,7 +169,7 @@ WHY_NOT = {"tag": moderation.NOT_SHIPPED}
 
 
 async def not_available(request: Request) -> Response:
-    """Endpoints of later issues (ocr, tag: §9)."""
+    """Endpoints of later issues (tag: §9)."""
     name = request.url.path.rsplit("/", 1)[-1]
     why = WHY_NOT.get(name, "it is not available in this version of imgcdn")
     raise NotAvailable(f"{request.url.path}: {why}", param=None)
@@ -287,3 +287,41 @@ async def _answer(rt: Runtime, outcome: process.Outcome, mode: str, base: str) -
         )
     headers.update({"X-Image-Width": str(result.width), "X-Image-Height": str(result.height)})
     return Response(data, media_type=result.mime, headers=headers)
+
+
+OCR_BODY = Obj(
+    {
+        "image": REF,
+        "input": REF,
+        "language": Text(
+            64,
+            "Tesseract language data to read with, e.g. eng or eng+deu (default eng)",
+            r"[a-z][a-z_]{1,30}(\+[a-z][a-z_]{1,30})*",
+            "names like eng or eng+deu",
+        ),
+        "idempotency_key": COMMON["idempotency_key"],
+    },
+    description="Text of an image: lines with boxes and confidences, in reading order",
+    title="ocr_request",
+    ignored=CREDENTIALS,
+)
+
+
+async def ocr_endpoint(request: Request) -> Response:
+    """Text of an image (SPEC §9): {text, lines: [{text, confidence, box}], language}."""
+    rt, body, caller = await _begin(request, "image.process")  # OCR is processing an image
+    fields = OCR_BODY.check(body.fields, "", body.text)
+    ref = _image(fields, body)
+    language = str(fields.get("language", "eng"))
+
+    # Imported on first use: numpy (and its 10 MB) stays out of workers that never read text.
+    from server.vision import ocr
+
+    async def run() -> Response:
+        answer = await ocr.ocr(rt, ref, caller.prefix, language)
+        return json_response(answer, headers={"Cache-Control": NO_STORE})
+
+    fingerprint = _fingerprint("ocr", fields, body)
+    return await idempotency.idempotent(
+        request, caller, "ocr", fields.get("idempotency_key"), fingerprint, run
+    )
