@@ -325,15 +325,6 @@ def test_ops_and_a_top_level_width_together_are_refused(client: TestClient) -> N
     assert error_body(r, 400)["param"] == "width"
 
 
-def test_a_vision_step_in_process_is_501_before_any_fetch(client: TestClient) -> None:
-    r = post(
-        client,
-        "process",
-        {"image": {"url": "http://10.0.0.1/x"}, "ops": [{"op": "background_remove"}]},
-    )
-    assert error_body(r, 501)["code"] == "not_available"
-
-
 # -- image references ---------------------------------------------------------------------------
 
 
