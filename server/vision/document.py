@@ -6,8 +6,8 @@ Classical OpenCV, no model: edges -> the largest convex quadrilateral -> a persp
 functions take and return numpy arrays (H x W x 3 RGB, or H x W grey, uint8) so the seed's
 tasks can chain them in one render job; none of them decodes or encodes.
 
-Limits (docs/vision.md#ocr-and-documents): the page must be whole in the frame and stand out from what
-it lies on; a white page on a white table, or heavy clutter, finds no quad (None).
+Limits (docs/vision.md#ocr-and-documents): the page must be whole in the frame and stand
+out from what it lies on; a white page on a white table, or heavy clutter, finds no quad (None).
 """
 
 from __future__ import annotations
