@@ -176,6 +176,20 @@ def public_url(rt: Runtime, request_base: str, result: Result) -> str:
     return f"{base}{path}&sig={_signature(path, key)}"
 
 
+def described(rt: Runtime, request_base: str, result: Result) -> dict[str, Any]:
+    """The ProcessedImage JSON of `result` (SPEC §6), as /v1/image/* and a batch item's
+    result give it."""
+    return {
+        "image_url": public_url(rt, request_base, result),
+        "mime": result.mime,
+        "width": result.width,
+        "height": result.height,
+        "bytes": result.bytes,
+        "format": result.fmt,
+        "expires_at": result.expires_at,
+    }
+
+
 async def lookup(rt: Runtime, result_id: str) -> Result | None:
     """The stored, unexpired result `result_id`, or None. Cached per process."""
     validate_result_id(result_id)

@@ -93,19 +93,7 @@ async def run(rt: Runtime, stored: dict[str, Any], index: int, retry: bool) -> I
     except Exception as exc:  # a bug: fail the item (retrying would fail alike), say so
         log.error("jobs: item %d failed", index, exc_info=exc)
         return _failed(ImgcdnError())
-    result = outcome.result
-    return ItemOutcome(
-        "succeeded",
-        result={
-            "image_url": results.public_url(rt, stored["base"], result),
-            "mime": result.mime,
-            "width": result.width,
-            "height": result.height,
-            "bytes": result.bytes,
-            "format": result.fmt,
-            "expires_at": result.expires_at,
-        },
-    )
+    return ItemOutcome("succeeded", result=results.described(rt, stored["base"], outcome.result))
 
 
 def _failed(exc: ImgcdnError) -> ItemOutcome:

@@ -261,16 +261,7 @@ async def _answer(rt: Runtime, outcome: process.Outcome, mode: str, base: str) -
     result = outcome.result
     headers = {"Cache-Control": NO_STORE, "X-Cache": "hit-result" if outcome.reused else "miss"}
     if mode == "url":
-        answer: dict[str, Any] = {
-            "image_url": results.public_url(rt, base, result),
-            "mime": result.mime,
-            "width": result.width,
-            "height": result.height,
-            "bytes": result.bytes,
-            "format": result.fmt,
-            "expires_at": result.expires_at,
-        }
-        return json_response(answer, headers=headers)
+        return json_response(results.described(rt, base, result), headers=headers)
     data = outcome.body
     assert data is not None  # process.run reads it for every mode but url
     if mode == "base64":
