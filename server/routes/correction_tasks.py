@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from server import auth, inputs, results
-from server.errors import ImgcdnError, NotFound, StateUnavailable
+from server.errors import ImgcdnError, StateUnavailable, TaskNotFound
 from server.imagerefs import Ref
 from server.runtime import Runtime
 
@@ -37,10 +37,6 @@ class Task:
     completed_at: float | None = None
     result_id: str | None = None
     error: str | None = None
-
-
-class TaskNotFound(NotFound):
-    code = "task_not_found"
 
 
 async def submit(rt: Runtime, ref: Ref, caller: auth.Caller, kind: int, return_type: int) -> Task:
