@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -36,8 +36,11 @@ from server.routes.admin import (
     unsupported_body,
 )
 from server.runtime import Runtime
-from server.vision.correction import MAX_BYTES, Corrected, check_limits, correct
 
+if TYPE_CHECKING:
+    from server.vision.correction import Corrected
+
+MAX_BYTES = 20 * 1024 * 1024  # the seed's file size limit
 CHOICES = {"sync": (0, 1), "type": (0, 1, 2, 3, 4), "return_type": (1, 2, 3)}
 DEFAULTS = {"sync": 0, "type": 1, "return_type": 1}  # the seed: type 1 is the default
 KNOWN = {"image_url", "image_file", *CHOICES}
@@ -109,6 +112,8 @@ async def run(rt: Runtime, data: bytes, field: str, kind: int) -> Corrected:
     if len(data) > MAX_BYTES:
         raise TooLarge(f"{field} is {len(data)} bytes, the limit is {MAX_BYTES}", field)
     limits, options = rt.source_limits, rt.render_options
+    # Imported on first use: OpenCV and numpy stay out of workers that only deliver.
+    from server.vision.correction import check_limits, correct
 
     def job(cancel: Cancel) -> Corrected:
         info = probe(data, limits)

@@ -21,7 +21,6 @@ from server.spec import Format
 from server.vision import background, document, pixels
 
 MAX_SIDE = 4096  # the seed's resolution limit, checked from the header before decoding
-MAX_BYTES = 20 * 1024 * 1024  # the seed's file size limit
 MARGIN = 0.02  # of the product box's longer side, kept around it: no edge cut flush
 SUBJECT = 0.5  # P(subject) above which a pixel belongs to the product's box
 
