@@ -29,6 +29,7 @@ from server.ops import OPS
 from server.routes import (
     assets,
     batch,
+    correction,
     delivery,
     health,
     image_assets,
@@ -104,6 +105,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/purge", urls.post_purge, methods=["POST"]),
         *image_asset_routes(),
         *processing_routes(),
+        Route("/api/tasks/visual/correction", correction.create, methods=["POST"]),
+        Route("/api/tasks/visual/correction/{task_id}", correction.query, methods=["GET"]),
         *docs_routes(),  # /v1/openapi.json and /docs: public, they describe, they do not act
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),

@@ -322,3 +322,9 @@ class OcrUnavailable(ImgcdnError):
 
     status, code = 503, "ocr_unavailable"
     retry_after = 30
+
+
+class TaskNotFound(NotFound):
+    """Seed 003: no correction task with this id, another key's, or one past its hour."""
+
+    code = "task_not_found"

@@ -49,6 +49,8 @@ ROUTES = {
     "/v1/image/batch/cancel/{id}": ("/v1/image/batch/cancel/job_abc", {"POST"}),
     "/v1/image/moderate": ("/v1/image/moderate", {"POST"}),
     "/v1/image/ocr": ("/v1/image/ocr", {"POST"}),
+    "/api/tasks/visual/correction": ("/api/tasks/visual/correction", {"POST"}),
+    "/api/tasks/visual/correction/{task_id}": ("/api/tasks/visual/correction/x", {"GET", "HEAD"}),
     # Later issues' endpoints answer 501 to GET and POST alike (vision).
     **{f"/v1/image/{path}": (f"/v1/image/{path}", {"GET", "HEAD", "POST"}) for path in ("tag",)},
 }

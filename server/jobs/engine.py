@@ -105,6 +105,18 @@ class Engine:
         self.webhook_task = broker.register_task(
             deliver_webhook, task_name="imgcdn.deliver_webhook"
         )
+
+        async def run_correction(task_id: str, context: Context = CONTEXT) -> None:
+            # Seed 003's async tasks (routes/correction_tasks.py): acked once recorded.
+            from server.routes import correction_tasks
+
+            assert self.rt is not None
+            await correction_tasks.execute(self.rt, task_id)
+            await context.ack()
+
+        self.correction_task = broker.register_task(
+            run_correction, task_name="imgcdn.run_correction"
+        )
         self._finish = asyncio.Event()
         self._receiver: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
