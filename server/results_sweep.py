@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from server import metrics, results
 from server.errors import StorageUnavailable
+from server.routes import correction_tasks
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -63,6 +64,10 @@ async def sweep_forever(rt: Runtime, every_s: float = EVERY_S) -> None:
             deleted = await sweep(rt)
             if deleted:
                 log.info("results: swept %d expired results", deleted)
+            # Seed 003's task records live as long as their results (one TTL).
+            tasks = await correction_tasks.sweep(rt, results.clock(), MAX_DELETES)
+            if tasks:
+                log.info("results: swept %d expired correction task files", tasks)
         except StorageUnavailable:
             log.warning("results: storage unavailable, sweep skipped")
         await asyncio.sleep(every_s)

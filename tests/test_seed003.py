@@ -16,6 +16,8 @@ from conftest import IMAGES, TOKEN, decode, wait_until
 from documents import jpeg, page_on_photo
 from starlette.testclient import TestClient
 
+from server.routes import correction_tasks
+
 PATH = "/api/tasks/visual/correction"
 KEY = {"X-API-KEY": TOKEN}
 VISION = IMAGES / "vision"
@@ -154,3 +156,21 @@ def test_an_image_over_4096_pixels_a_side_is_a_413_before_decoding(client: TestC
         "message": "image_file is 4097x8, the limit is 4096x4096",
         "param": "image_file",
     }
+
+
+def test_a_tasks_files_are_swept_once_its_hour_is_over(client: TestClient) -> None:
+    r = post(client, (VISION / "product.jpg").read_bytes(), sync=0, type=3)
+    task_id = r.json()["data"]["task_id"]
+    wait_until(lambda: client.get(f"{PATH}/{task_id}", headers=KEY).json()["data"]["state"] == 1)
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    files = rt.settings.data_dir / "objects" / "seed003"
+    assert [p.name for p in files.rglob("*") if p.is_file()] == [f"{task_id}.json"]
+
+    def sweep(at: float) -> int:
+        return client.portal.call(correction_tasks.sweep, rt, at, 100)  # type: ignore[union-attr]
+
+    assert sweep(time.time() + 60) == 0  # within its hour: kept
+    later = time.time() + rt.settings.result_ttl_s + correction_tasks.SWEEP_MARGIN_S + 1
+    assert sweep(later) == 1
+    assert not [p for p in files.rglob("*") if p.is_file()]
+    assert client.get(f"{PATH}/{task_id}", headers=KEY).status_code == 404

@@ -23,6 +23,9 @@ from server.imagerefs import Ref
 from server.runtime import Runtime
 
 PREFIX = "seed003/"
+# Past the TTL a task answers 404 whatever is stored; its files go this much later, so a
+# task finishing as its hour ends is never deleted under its writer.
+SWEEP_MARGIN_S = 600.0
 STATES = {"queued": 4, "done": 1, "failed": -1}  # the seed: 1 ok, >1 processing, <0 failed
 
 
@@ -133,3 +136,17 @@ async def _read(rt: Runtime, task_id: str) -> Task | None:
         return None
     raw = await rt.storage.get_object(f"{PREFIX}{task_id}.json", max_bytes=4096)
     return None if raw is None else Task(**orjson.loads(raw))
+
+
+async def sweep(rt: Runtime, now: float, limit: int) -> int:
+    """Delete task records (and inputs of tasks that never ran) last written more than
+    IMGCDN_RESULT_TTL_S + SWEEP_MARGIN_S ago: they answer 404 already. At most `limit`."""
+    horizon = now - rt.settings.result_ttl_s - SWEEP_MARGIN_S
+    deleted = 0
+    async for key, _size, modified in rt.storage.scan_sizes(PREFIX):
+        if deleted >= limit:
+            break
+        if modified < horizon:
+            await rt.storage.delete_object(key)
+            deleted += 1
+    return deleted
