@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 from conftest import free_port
-from test_nginx import Ports, find_nginx, render_config, running_nginx
-from test_nginx_hostile import render_k8s_config
+from test_nginx import find_nginx, running_nginx
+from test_nginx_hostile import edge_config
 
 SECRETS = ("imgcdn_k_secretinquery0001", "imgcdn_k_secretinquery0002")
 
@@ -35,15 +35,7 @@ def logs_of(prefix: Path) -> dict[str, str]:
 def test_a_key_in_the_query_of_a_failed_request_is_in_no_nginx_log(kind: str, tmp_path: Path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connect() is refused
     prefix = tmp_path / "nginx"
-    if kind == "repo":
-        ports = Ports(public=free_port(), internal=free_port())
-        conf, url = render_config(dead, ports), f"http://127.0.0.1:{ports.public}"
-        alive = f"http://127.0.0.1:{ports.internal}/nginx_status"
-    else:
-        router = free_port()
-        conf = render_k8s_config(dead, router, free_port(), free_port(), prefix)
-        url = f"http://127.0.0.1:{router}"
-        alive = f"{url}/nginx-health"
+    conf, url, alive = edge_config(dead, kind, prefix)
     first, second = SECRETS
     with (
         running_nginx(find_nginx(), prefix, conf, alive),

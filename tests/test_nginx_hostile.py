@@ -90,6 +90,22 @@ def render_k8s_config(imgcdn: str, router: int, shard: int, gate: int, prefix: P
     return ("user root;\n" + text) if os.geteuid() == 0 else text
 
 
+def edge_config(imgcdn: str, kind: str, prefix: Path) -> tuple[str, str, str]:
+    """(config, public base URL, health URL) of the repo's nginx.conf ("repo") or the k8s
+    edge ("k8s") in front of `imgcdn`, on free ports."""
+    if kind == "repo":
+        ports = Ports(public=free_port(), internal=free_port())
+        public = f"http://127.0.0.1:{ports.public}"
+        return (
+            render_config(imgcdn, ports),
+            public,
+            f"http://127.0.0.1:{ports.internal}/nginx_status",
+        )
+    router = free_port()
+    conf = render_k8s_config(imgcdn, router, free_port(), free_port(), prefix)
+    return conf, f"http://127.0.0.1:{router}", f"http://127.0.0.1:{router}/nginx-health"
+
+
 @pytest.fixture
 def k8s_front(live_server: str, tmp_path: Path) -> Iterator[Front]:
     prefix = tmp_path / "k8s-nginx"

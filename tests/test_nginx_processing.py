@@ -21,13 +21,13 @@ import httpx2 as httpx
 import pytest
 from conftest import AUTH, IMAGES, TOKEN, decode, free_port, wait_until
 from starlette.requests import Request
-from test_nginx import Ports, find_nginx, render_config, running_nginx, upstream  # noqa: F401
+from test_nginx import find_nginx, running_nginx, upstream  # noqa: F401
 from test_nginx_hostile import (  # noqa: F401
     Front,
+    edge_config,
     exchange,
     k8s_front,
     read_answer,
-    render_k8s_config,
     repo_front,
 )
 
@@ -429,15 +429,7 @@ def test_a_flood_from_one_address_is_cut_off_by_nginx_before_imgcdn(
 def test_imgcdn_not_answering_is_a_503_in_json_with_retry_after(kind: str, tmp_path: Path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     prefix = tmp_path / "nginx"
-    if kind == "repo":
-        ports = Ports(public=free_port(), internal=free_port())
-        conf, url = render_config(dead, ports), f"http://127.0.0.1:{ports.public}"
-        alive = f"http://127.0.0.1:{ports.internal}/nginx_status"
-    else:
-        router = free_port()
-        conf = render_k8s_config(dead, router, free_port(), free_port(), prefix)
-        url = f"http://127.0.0.1:{router}"
-        alive = f"{url}/nginx-health"
+    conf, url, alive = edge_config(dead, kind, prefix)
     with running_nginx(find_nginx(), prefix, conf, alive):
         r = httpx.post(f"{url}/v1/image/resize", json={"width": 1}, timeout=30)
     assert r.status_code == 503 and r.headers["retry-after"] == "2"
