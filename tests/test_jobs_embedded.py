@@ -115,10 +115,8 @@ async def first(broker: SqliteBroker, seconds: float) -> tuple[bytes, float]:
     return await asyncio.wait_for(take(), seconds)
 
 
-def test_a_message_held_by_a_sigkilled_receiver_goes_to_another_without_its_lease(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "jobs.sqlite3"
+def queue_one(path: Path) -> None:
+    """Queue the message "m1" in the broker at `path`."""
 
     async def kick() -> None:
         broker = SqliteBroker(path, lease_s=3600)
@@ -126,6 +124,14 @@ def test_a_message_held_by_a_sigkilled_receiver_goes_to_another_without_its_leas
         await broker.shutdown()
 
     asyncio.run(kick())
+
+
+def test_a_message_held_by_a_sigkilled_receiver_goes_to_another_without_its_lease(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.sqlite3"
+
+    queue_one(path)
     with python(CLAIMER, str(path)) as holder:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "claimed"
         os.kill(holder.pid, signal.SIGKILL)
@@ -144,12 +150,7 @@ def test_a_message_held_by_a_sigkilled_receiver_goes_to_another_without_its_leas
 def test_a_live_receivers_claim_is_not_taken_over(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite3"
 
-    async def kick() -> None:
-        broker = SqliteBroker(path, lease_s=3600)
-        await broker.kick(message("m1"))
-        await broker.shutdown()
-
-    asyncio.run(kick())
+    queue_one(path)
     with python(CLAIMER, str(path)) as holder:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "claimed"
 
