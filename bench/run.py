@@ -351,10 +351,7 @@ THUMBOR_PATH = "/unsafe/800x0/filters:format({fmt}):quality(80)/photo-12mp.jpg?n
 
 def run_codecs(b: Bench) -> None:
     log("== codecs: quality per byte (SSIM on luma) and encode CPU, 12 MP -> 800 px")
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, str(BENCH / "codecs.py")], capture_output=True, text=True, check=True
-    )
-    b.facts["codecs"] = [json.loads(line) for line in done.stdout.splitlines()]
+    b.facts["codecs"] = json_lines("codecs.py")
     for row in b.facts["codecs"]:
         log(f"  {row['encoding']}: {row['kb']} KB, SSIM {row['ssim']}, {row['encode_cpu_ms']} ms")
 
@@ -627,19 +624,11 @@ def run_processing(b: Bench, baseline: Path | None = None) -> None:
             if baseline:
                 servers.insert(0, ("baseline: ", stack.enter_context(imgcdn(exe=baseline))))
             _run_processing(b, servers, folder)
-        done = subprocess.run(  # noqa: S603
-            [sys.executable, str(BENCH / "auth_cost.py")],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-        )  # fmt: skip
-        b.facts["auth_cost"] = [json.loads(line) for line in done.stdout.splitlines()]
+        b.facts["auth_cost"] = json_lines("auth_cost.py", cwd=ROOT)
         for row in b.facts["auth_cost"]:
             log(f"  authenticate in-process, {row['case']}: {row['cpu_us']} CPU us per call")
         procstat.wait_quiet(QUIET_MAX, log)
-        done = subprocess.run(  # noqa: S603
-            [sys.executable, str(BENCH / "process_cost.py"), "--rounds", "20"],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-        )  # fmt: skip
-        b.facts["process_cost"] = [json.loads(line) for line in done.stdout.splitlines()]
+        b.facts["process_cost"] = json_lines("process_cost.py", "--rounds", "20", cwd=ROOT)
         for row in b.facts["process_cost"]:
             log(f"  {row['kind']}, CPU ms per piece in-process: {row['cpu_ms']}")
     finally:
@@ -958,6 +947,15 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
     return found
 
 
+def json_lines(script: str, *args: str, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """Run one of bench/'s scripts with this interpreter; the JSON lines it prints."""
+    done = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True, text=True, check=True, cwd=cwd,
+    )  # fmt: skip
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def run_jobs(b: Bench) -> None:
     """Issue #12: a 200-item batch against the cold /v1/image/process rate of the same
     work, and the queue's overhead per item, embedded and on Redis (bench/jobs.py)."""
@@ -965,11 +963,7 @@ def run_jobs(b: Bench) -> None:
         return
     log("== jobs: a 200-item batch (12 MP -> 800 px JPEG) against /v1/image/process")
     procstat.wait_quiet(QUIET_MAX, log)
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, str(BENCH / "jobs.py"), "--items", "200"],
-        capture_output=True, text=True, check=True, cwd=BENCH,
-    )  # fmt: skip
-    b.facts["jobs"] = [json.loads(line) for line in done.stdout.splitlines()]
+    b.facts["jobs"] = json_lines("jobs.py", "--items", "200", cwd=BENCH)
     for row in b.facts["jobs"]:
         log(f"  {row['backend']}: {row}")
 
