@@ -14,7 +14,7 @@ from server.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-FIRST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/imgcdn serve"
+FIRST_COMMAND = "bash scripts/setup && .venv/bin/imgcdn serve"
 
 
 def test_the_readme_walkthrough_runs_as_pasted_and_prints_what_it_shows(tmp_path):
