@@ -157,10 +157,15 @@ def detect(image: pyvips.Image, key: Hashable | None = None, tiles: bool = True)
 def _find(image: pyvips.Image, tiles: bool) -> tuple[_Found, ...]:
     detector = _detector()
     grid = BLUR_GRID if tiles else FRAME_GRID
-    rgb = _rgb(image, work_size(grid))
+    rgb = _rgb(image)
+    # The whole pass shrinks straight to the model's side; the tiles' larger view is made
+    # only when tiles run (framing a photo without a hint of a face never needs it).
     found, hints = detector.run(_array(rgb, SIZE / max(rgb.width, rgb.height)))
-    if max(image.width, image.height) >= WORK and (tiles or not found):
-        found += _tiles(detector, rgb, grid, None if tiles else hints)
+    # Framing tiles only where the whole pass found no face but scored a hint of one.
+    framing_needs = not found and hints
+    if max(image.width, image.height) >= WORK and (tiles or framing_needs):
+        view = _shrunk(rgb, work_size(grid))
+        found += _tiles(detector, view, grid, None if tiles else hints)
     return tuple(_merge(found))
 
 
@@ -202,18 +207,24 @@ def _spans(side: int, count: int) -> tuple[int, list[int]]:
     return length, [round(i * (side - length) / (count - 1)) for i in range(count)]
 
 
-def _rgb(image: pyvips.Image, work: int) -> pyvips.Image:
-    """Three uchar sRGB bands, shrunk to `work` px, what the tiles need (no pass needs more)."""
+def _shrunk(image: pyvips.Image, work: int) -> pyvips.Image:
+    """`image` shrunk to `work` px, what the tiles need (no pass needs more), in memory:
+    each tile reads its part of it."""
     long_side = max(image.width, image.height)
     if long_side > work:
         image = image.resize(work / long_side, kernel="linear")
+    return image.copy_memory()
+
+
+def _rgb(image: pyvips.Image) -> pyvips.Image:
+    """Three uchar sRGB bands."""
     if image.hasalpha():
         image = image.flatten(background=[255] * (image.bands - 1))
     if image.bands < 3:
         image = image.colourspace("srgb")
     if image.format != "uchar":
         image = image.cast("uchar")
-    return image.extract_band(0, n=3).copy_memory()
+    return image.extract_band(0, n=3) if image.bands > 3 else image
 
 
 def _array(image: pyvips.Image, scale: float) -> npt.NDArray[np.uint8]:
