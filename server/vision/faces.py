@@ -134,7 +134,8 @@ def detect(image: pyvips.Image, key: Hashable | None = None, tiles: bool = True)
     image that `key` names (the same source and geometry at any size). `tiles=False` runs
     tiles only when the whole image shows no face, and only those where it scored a hint of
     one (framing needs the faces that matter; blurring needs every one); it also takes a
-    tiled answer from the cache when there is one."""
+    tiled answer from the cache when there is one, and may read `image` twice (give it one
+    in memory, not a sequential decode)."""
     found = None
     if key is not None:
         with _cache_lock:
@@ -158,13 +159,14 @@ def _find(image: pyvips.Image, tiles: bool) -> tuple[_Found, ...]:
     detector = _detector()
     grid = BLUR_GRID if tiles else FRAME_GRID
     rgb = _rgb(image)
-    # The whole pass shrinks straight to the model's side; the tiles' larger view is made
-    # only when tiles run (framing a photo without a hint of a face never needs it).
-    found, hints = detector.run(_array(rgb, SIZE / max(rgb.width, rgb.height)))
-    # Framing tiles only where the whole pass found no face but scored a hint of one.
-    framing_needs = not found and hints
-    if max(image.width, image.height) >= WORK and (tiles or framing_needs):
-        view = _shrunk(rgb, work_size(grid))
+    # Blurring always runs the tiles: their view, made first, is also what the whole pass
+    # shrinks (the source is read once). Framing shrinks straight to the model's side and
+    # makes the tiles' view only when it finds no face but a hint of one, which photos
+    # without people never score; the engine hands it an image in memory to read twice.
+    view = _shrunk(rgb, work_size(grid)) if tiles else rgb
+    found, hints = detector.run(_array(view, SIZE / max(view.width, view.height)))
+    if max(image.width, image.height) >= WORK and (tiles or (not found and hints)):
+        view = view if tiles else _shrunk(rgb, work_size(grid))
         found += _tiles(detector, view, grid, None if tiles else hints)
     return tuple(_merge(found))
 
