@@ -31,13 +31,21 @@ def key(job: Job) -> Hashable | None:
     return (job.source_key, spec.crop, spec.trim, int(spec.rot % 360 // 90), spec.flip)
 
 
-def find(image: pyvips.Image, job: Job, tiles: bool = True) -> list[Box]:
+def framing_side() -> int:
+    """The long side framing detection looks at: an image at least this large gives the
+    answer any larger one of the same photo gives (detection shrinks both to it)."""
     try:
         from server.vision import faces  # here, so a process that never asks imports no cv2
     except ImportError as exc:
-        raise NotAvailable(
-            f"face detection needs opencv-python-headless, which is not installed ({exc.name})"
-        ) from exc
+        raise _unavailable(exc) from exc
+    return faces.WORK
+
+
+def find(image: pyvips.Image, job: Job, tiles: bool = True) -> list[Box]:
+    try:
+        from server.vision import faces
+    except ImportError as exc:
+        raise _unavailable(exc) from exc
     boxes = faces.detect(image, key(job), tiles)
     job.faces.append(len(boxes))
     return boxes
@@ -91,6 +99,12 @@ def cover_on_faces(
     )
     job.faces[-1] = used
     return image.crop(left, top, bw, bh)
+
+
+def _unavailable(exc: ImportError) -> NotAvailable:
+    return NotAvailable(
+        f"face detection needs opencv-python-headless, which is not installed ({exc.name})"
+    )
 
 
 def _scaled(b: Box, s: float) -> tuple[float, float, float, float]:

@@ -281,10 +281,14 @@ def resize(image: pyvips.Image, job: Job) -> pyvips.Image:
         opts.max_pixels,
     )
     cover = p.box != p.scaled and p.box[0] <= p.scaled[0] and p.box[1] <= p.scaled[1]
+    framing = cover and spec.gravity == "face"
+    # Framing needs the faces that matter, not every small one: tiles only if none. It looks
+    # at the resized image when that holds all the detector sees, so the source is decoded
+    # once, streamed into the resize as for g=smart; a smaller thumbnail is searched first.
+    late = framing and max(p.scaled) >= facesteps.framing_side()
     found = None
-    if cover and spec.gravity == "face":
+    if framing and not late:
         image = image.copy_memory()  # detection reads every pixel; the resize reads them again
-        # Framing needs the faces that matter, not every small one: tiles only if none.
         found = facesteps.find(image, job, tiles=False)
     detected_width = image.width
     if p.scaled != (image.width, image.height):
@@ -298,6 +302,10 @@ def resize(image: pyvips.Image, job: Job) -> pyvips.Image:
             image = image.unpremultiply().cast("uchar")
     if p.box == p.scaled:
         return image
+    if late:
+        image = image.copy_memory()  # detection reads every pixel; the crop reads them again
+        found = facesteps.find(image, job, tiles=False)
+        detected_width = image.width
     if found:
         return facesteps.cover_on_faces(image, job, found, image.width / detected_width, p.box)
     if cover:

@@ -134,7 +134,8 @@ def detect(image: pyvips.Image, key: Hashable | None = None, tiles: bool = True)
     image that `key` names (the same source and geometry at any size). `tiles=False` runs
     tiles only when the whole image shows no face, and only those where it scored a hint of
     one (framing needs the faces that matter; blurring needs every one); it also takes a
-    tiled answer from the cache when there is one."""
+    tiled answer from the cache when there is one, and may read `image` twice (give it one
+    in memory, not a sequential decode)."""
     found = None
     if key is not None:
         with _cache_lock:
@@ -157,10 +158,16 @@ def detect(image: pyvips.Image, key: Hashable | None = None, tiles: bool = True)
 def _find(image: pyvips.Image, tiles: bool) -> tuple[_Found, ...]:
     detector = _detector()
     grid = BLUR_GRID if tiles else FRAME_GRID
-    rgb = _rgb(image, work_size(grid))
-    found, hints = detector.run(_array(rgb, SIZE / max(rgb.width, rgb.height)))
-    if max(image.width, image.height) >= WORK and (tiles or not found):
-        found += _tiles(detector, rgb, grid, None if tiles else hints)
+    rgb = _rgb(image)
+    # Blurring always runs the tiles: their view, made first, is also what the whole pass
+    # shrinks (the source is read once). Framing shrinks straight to the model's side and
+    # makes the tiles' view only when it finds no face but a hint of one, which photos
+    # without people never score; the engine hands it an image in memory to read twice.
+    view = _shrunk(rgb, work_size(grid)) if tiles else rgb
+    found, hints = detector.run(_array(view, SIZE / max(view.width, view.height)))
+    if max(image.width, image.height) >= WORK and (tiles or (not found and hints)):
+        view = view if tiles else _shrunk(rgb, work_size(grid))
+        found += _tiles(detector, view, grid, None if tiles else hints)
     return tuple(_merge(found))
 
 
@@ -202,18 +209,24 @@ def _spans(side: int, count: int) -> tuple[int, list[int]]:
     return length, [round(i * (side - length) / (count - 1)) for i in range(count)]
 
 
-def _rgb(image: pyvips.Image, work: int) -> pyvips.Image:
-    """Three uchar sRGB bands, shrunk to `work` px, what the tiles need (no pass needs more)."""
+def _shrunk(image: pyvips.Image, work: int) -> pyvips.Image:
+    """`image` shrunk to `work` px, what the tiles need (no pass needs more), in memory:
+    each tile reads its part of it."""
     long_side = max(image.width, image.height)
     if long_side > work:
         image = image.resize(work / long_side, kernel="linear")
+    return image.copy_memory()
+
+
+def _rgb(image: pyvips.Image) -> pyvips.Image:
+    """Three uchar sRGB bands."""
     if image.hasalpha():
         image = image.flatten(background=[255] * (image.bands - 1))
     if image.bands < 3:
         image = image.colourspace("srgb")
     if image.format != "uchar":
         image = image.cast("uchar")
-    return image.extract_band(0, n=3).copy_memory()
+    return image.extract_band(0, n=3) if image.bands > 3 else image
 
 
 def _array(image: pyvips.Image, scale: float) -> npt.NDArray[np.uint8]:
