@@ -188,10 +188,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     if status == 405:
         allow = ", ".join(_methods_for(request.app.routes, request.scope))
-        return error_response(MethodNotAllowed(f"{request.method} is not allowed here", allow))
-    if status == 404:
-        return error_response(NotFound(_no_route_message(request.app.routes, request.scope)))
-    return error_response(ImgcdnError(str(getattr(exc, "detail", "error"))))
+        error: ImgcdnError = MethodNotAllowed(f"{request.method} is not allowed here", allow)
+    elif status == 404:
+        error = NotFound(_no_route_message(request.app.routes, request.scope))
+    else:
+        error = ImgcdnError(str(getattr(exc, "detail", "error")))
+    return _error_answer(request.url.path, error)
+
+
+def _error_answer(path: str, error: ImgcdnError) -> Response:
+    """imgcdn's error shape, or seed 003's envelope under its paths: a client of the seed
+    reads every answer there as {status, message, data}."""
+    return correction.error_envelope(error) if correction.under(path) else error_response(error)
 
 
 def _methods_for(routes: list[BaseRoute], scope: Scope) -> list[str]:
@@ -268,7 +276,7 @@ class RequestMiddleware:
                 log.warning("request failed: %s %s: %s", scope["method"], scope["path"], error)
             if sent["status"]:
                 return  # the response had started: nothing more can be said on this stream
-            await error_response(error)(scope, receive, send_with_id)
+            await _error_answer(scope["path"], error)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             # The router left the matched route in the scope; none matched: "unmatched".

@@ -72,6 +72,9 @@ class Operation:
     replies: Mapping[int, Reply] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     example: Mapping[str, Any] | None = None
+    # A drop-in API answering errors in its own shape (seed 003's envelope), not Error's.
+    error_json: Field | None = None
+    files: tuple[str, ...] = ("image", "file")  # the multipart form's file fields
 
 
 def openapi_path(route_path: str) -> str:
@@ -181,10 +184,11 @@ def _operation(op: Operation, shared: Components) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, reply in sorted(op.replies.items()):
         responses[str(status)] = _reply(reply, shared)
+    error = ERROR_REF if op.error_json is None else shared.schema(op.error_json)
     for status in sorted({*op.errors, *SECURITY_ERRORS[op.security]}):
         responses[str(status)] = {
             "description": STATUS_TEXT[status],
-            "content": {"application/json": {"schema": ERROR_REF}},
+            "content": {"application/json": {"schema": error}},
         }
     out["responses"] = responses
     return out
@@ -203,15 +207,16 @@ def _request_body(op: Operation, shared: Components) -> dict[str, Any] | None:
         fields = {name: {"type": "string"} for name in op.body.fields}
         fields.update({name: {"type": "string"} for name in op.body.ignored})
         binary = {"type": "string", "contentMediaType": "application/octet-stream"}
-        fields.update({"image": binary, "file": binary})
+        fields.update({name: binary for name in op.files})
+        named = " (or ".join(f"`{name}`" for name in op.files) + ")" * (len(op.files) - 1)
         content["multipart/form-data"] = {
             "schema": {
                 "type": "object",
-                "description": "The image bytes in `image` (or `file`); every other field of "
+                "description": f"The image bytes in {named}; every other field of "
                 "the JSON body as form text, read as its JSON type (`ops` as JSON text)",
                 "properties": fields,
             },
-            "encoding": {"image": {"contentType": "image/*"}, "file": {"contentType": "image/*"}},
+            "encoding": {name: {"contentType": "image/*"} for name in op.files},
         }
     if op.raw_image:
         content["image/*"] = {"schema": {"type": "string", "contentMediaType": "image/*"}}

@@ -20,6 +20,7 @@ from server.errors import InvalidParam
 from server.openapi import Operation, openapi_path
 from server.ops import OPS
 from server.routes.catalog import OPERATIONS, TINY_PNG
+from server.routes.correction import PATH as CORRECTION
 from server.schema import Choice, Int, Number
 from server.settings import Settings
 from server.shapes import DELIVERY_QUERY
@@ -109,6 +110,12 @@ def base_body(doc: dict[str, Any], op: Operation) -> dict[str, Any]:
     return {"image": TINY_PNG, **body} if "image" in schema["properties"] else body
 
 
+def error_of(r: Any) -> dict[str, Any]:
+    """An error answer's {code, message, param}: imgcdn's shape, or seed 003's envelope."""
+    body = r.json()
+    return dict(body["error"] if "error" in body else body["data"])
+
+
 def matches(doc: dict[str, Any], schema: dict[str, Any], value: object) -> None:
     """Validate `value` against a schema of the document, its $refs resolved in it."""
     jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(value)
@@ -125,16 +132,17 @@ def test_the_document_is_valid_openapi_3_1(doc):
 
 
 def test_every_v1_route_of_the_app_is_in_the_document_and_nothing_else(client, doc):
+    roots = ("/v1/", CORRECTION)  # seed 003's drop-in paths are documented too
     routed = {
         (method.lower(), openapi_path(r.path))
         for r in client.app.routes
-        if isinstance(r, Route) and r.path.startswith("/v1/")
+        if isinstance(r, Route) and r.path.startswith(roots)
         for method in (r.methods or set()) - {"HEAD"}
     }
     documented = {
         (method, path)
         for path, entry in doc["paths"].items()
-        if path.startswith("/v1/")
+        if path.startswith(roots)
         for method in entry
     }
     assert documented == routed
@@ -186,7 +194,7 @@ def test_every_documented_field_is_known_to_its_handler(photo, doc, op):
         body = {**base, name: sample(doc, name, field)}
         r = photo.request(op.method, url_of(photo, op), json=body, headers=AUTH)
         if r.status_code >= 400:
-            err = r.json()["error"]
+            err = error_of(r)
             refused = err.get("param") == name and "unknown field" in err["message"]
             assert not refused, (name, err)
 
@@ -196,7 +204,7 @@ def test_an_undocumented_field_is_refused_naming_it(photo, doc, op):
     body = {**base_body(doc, op), "undocumented": 1}
     r = photo.request(op.method, url_of(photo, op), json=body, headers=AUTH)
     assert 400 <= r.status_code < 500, r.text
-    assert r.json()["error"]["param"] == "undocumented"
+    assert error_of(r)["param"] == "undocumented"
 
 
 @pytest.mark.parametrize(
@@ -255,6 +263,42 @@ def test_an_error_answer_matches_the_documented_envelope(photo, doc):
     r = photo.post("/v1/image/resize", json={"image": TINY_PNG, "width": 0}, headers=AUTH)
     assert error(r, 400)["param"] == "width"
     matches(doc, answer_schema(doc, "post", "/v1/image/resize", 400), r.json())
+
+
+def test_seed_003_answers_match_the_document_errors_405_and_404_included(photo, doc):
+    jpeg = photo.get("/v1/assets/photo.jpg/original", headers=AUTH).content
+    task = CORRECTION + "/{task_id}"
+
+    def post(**fields: object) -> Any:
+        form = {k: str(v) for k, v in fields.items()}
+        files = {"image_file": ("a.jpg", jpeg, "image/jpeg")}
+        return photo.post(CORRECTION, data=form, files=files, headers=AUTH)
+
+    submitted = post(sync=0, type=1)
+    task_id = submitted.json()["data"]["task_id"]
+    answers = [
+        ("post", CORRECTION, submitted),
+        ("post", CORRECTION, post(sync=1, type=0, return_type=1)),
+        ("post", CORRECTION, post(sync=1, type=1, return_type=2)),
+        ("post", CORRECTION, post(sync=1, type=9)),
+        ("post", CORRECTION, photo.post(CORRECTION, json={"image_url": "ftp://x"}, headers=AUTH)),
+        ("get", task, photo.get(f"{CORRECTION}/{task_id}", headers=AUTH)),
+        ("get", task, photo.get(f"{CORRECTION}/nope", headers=AUTH)),
+        ("get", task, photo.get(f"{CORRECTION}/{task_id}")),  # no key: a 401
+    ]
+    for method, path, r in answers:
+        matches(doc, answer_schema(doc, method, path, r.status_code), r.json())
+    assert [r.status_code for _, _, r in answers] == [200, 200, 200, 400, 400, 200, 404, 401]
+    # What the router answers itself (no handler ran) is in the same envelope.
+    error = doc["paths"][CORRECTION]["post"]["responses"]["400"]["content"]
+    for r, status in [
+        (photo.put(CORRECTION, headers=AUTH), 405),
+        (photo.delete(f"{CORRECTION}/{task_id}", headers=AUTH), 405),
+        (photo.get(f"{CORRECTION}/{task_id}/more", headers=AUTH), 404),
+    ]:
+        assert r.status_code == status and r.json()["status"] == status, r.text
+        matches(doc, error["application/json"]["schema"], r.json())
+    assert photo.put(CORRECTION, headers=AUTH).headers["allow"] == "POST"
 
 
 def test_the_delivery_query_is_the_one_spec_parses_within_the_documented_bounds():

@@ -68,7 +68,10 @@ def test_every_method_a_path_does_not_take_is_a_405_listing_all_it_does(client, 
     for method in sorted(set(METHODS) - allowed):
         r = client.request(method, path, headers=AUTH)
 
-        if method != "HEAD":  # a HEAD answer has the headers only
+        if method != "HEAD" and path.startswith("/api/"):  # seed 003: in its envelope
+            assert r.json()["data"]["code"] == "method_not_allowed", method
+            assert r.json()["status"] == 405
+        elif method != "HEAD":  # a HEAD answer has the headers only
             assert error(r, 405)["code"] == "method_not_allowed", method
         assert (r.status_code, r.headers["cache-control"]) == (405, "no-store")
         assert set(r.headers["allow"].split(", ")) == allowed, (method, r.headers["allow"])

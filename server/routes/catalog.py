@@ -13,6 +13,7 @@ from server.openapi import Operation, Reply
 from server.ops import OPS, STEP, STEP_PARAMS
 from server.routes.catalog_admin import TINY_PNG, admin, delivery, keys
 from server.routes.catalog_batch import batch
+from server.routes.catalog_correction import correction
 from server.routes.catalog_images import images
 from server.routes.processing import BODIES, OCR_BODY, RETURN
 from server.schema import Choice, Obj
@@ -153,4 +154,5 @@ OPERATIONS: tuple[Operation, ...] = (
     *admin(),
     *keys(),
     *delivery(),
+    *correction(),
 )

@@ -3,8 +3,11 @@
 The key is an imgcdn API key in X-API-KEY (auth.authenticate reads it there), with the
 processing API's scope, rate limit and quota. Every answer, errors included, is the seed's
 envelope {status, message, data}; an error's imgcdn code (and the field it names) are in
-`data`. The image is stored as a processing result: its signed URL expires with
-IMGCDN_RESULT_TTL_S (default 3600 s: the seed's "valid for 1 hour").
+`data` (app.py answers the router's 404/405 under PATH in it too). A POST takes the
+processing API's Idempotency-Key header (server/idempotency.py): the same key and request
+answer the first answer again (an async one: the same task_id, no second task).
+The image is stored as a processing result: its signed URL expires with IMGCDN_RESULT_TTL_S
+(default 3600 s: the seed's "valid for 1 hour").
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import auth, inputs, results
+from server import auth, idempotency, inputs, results
 from server.errors import BadRequest, ImgcdnError, InvalidParam, TooLarge
 from server.imagerefs import Ref
 from server.imaging.inspect import probe
@@ -40,15 +44,22 @@ from server.runtime import Runtime
 if TYPE_CHECKING:
     from server.vision.correction import Corrected
 
+PATH = "/api/tasks/visual/correction"
 MAX_BYTES = 20 * 1024 * 1024  # the seed's file size limit
 CHOICES = {"sync": (0, 1), "type": (0, 1, 2, 3, 4), "return_type": (1, 2, 3)}
 DEFAULTS = {"sync": 0, "type": 1, "return_type": 1}  # the seed: type 1 is the default
 KNOWN = {"image_url", "image_file", *CHOICES}
+CREDENTIALS = {"api_key", "appkey"}
 
 
 def envelope(status: int, message: str, data: dict[str, Any], headers: dict[str, str]) -> Response:
     body = {"status": status, "message": message, "data": data}
     return json_response(body, status=status, headers={"Cache-Control": NO_STORE, **headers})
+
+
+def under(path: str) -> bool:
+    """Whether `path` is one of the seed's: its every answer is in the envelope."""
+    return path == PATH or path.startswith(PATH + "/")
 
 
 def error_envelope(error: ImgcdnError) -> Response:
@@ -75,7 +86,9 @@ async def query(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
         caller = await auth.authenticate(request, "image.process")
         task = await tasks.get(rt, request.path_params["task_id"], caller.key_id)
-        return envelope(200, "success", await tasks.public(rt, task, public_base(request)), {})
+        data = await tasks.public(rt, task, public_base(request))
+        # The seed: 200 is the request's success; a failed task says why in `message`.
+        return envelope(200, task.error or "success", data, {})
     except ImgcdnError as exc:
         return error_envelope(exc)
 
@@ -88,6 +101,24 @@ async def _create(request: Request) -> Response:
     ref = _source(fields, upload)
     if options["return_type"] == 3 and options["sync"] == 0:
         raise InvalidParam("return_type", "return_type 3 (binary) is only for sync=1")
+
+    async def answer() -> Response:
+        try:
+            return await _answer(request, rt, caller, ref, options)
+        except ImgcdnError as exc:  # kept for a replay as it is sent: in the envelope
+            if exc.status >= 500 or exc.status in idempotency.RETRYABLE_4XX:
+                raise  # released by idempotent(): a retry runs again
+            return error_envelope(exc)
+
+    keyed = "idempotency-key" in request.headers
+    # Without a key the fingerprint is not read: skip hashing the input.
+    fingerprint = _fingerprint(fields, upload) if keyed else b""
+    return await idempotency.idempotent(request, caller, "correction", None, fingerprint, answer)
+
+
+async def _answer(
+    request: Request, rt: Runtime, caller: auth.Caller, ref: Ref, options: dict[str, int]
+) -> Response:
     created = time.time()
     if options["sync"] == 0:
         task = await tasks.submit(rt, ref, caller, options["type"], options["return_type"])
@@ -105,6 +136,17 @@ async def _create(request: Request) -> Response:
     )
     answer = tasks.finished(result.id, created, started, time.time(), image)
     return envelope(200, "success", answer, {})
+
+
+def _fingerprint(fields: dict[str, Any], upload: bytes | None) -> bytes:
+    """What makes two requests the same: the fields as sent (credentials aside) and the
+    uploaded bytes."""
+    kept = {k: v for k, v in fields.items() if k not in CREDENTIALS}
+    digest = hashlib.sha256(b"correction\0")
+    digest.update(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS, default=repr))
+    if upload is not None:
+        digest.update(hashlib.sha256(upload).digest())
+    return digest.digest()
 
 
 async def run(rt: Runtime, data: bytes, field: str, kind: int) -> Corrected:
@@ -159,7 +201,7 @@ async def _read(request: Request, max_bytes: int) -> tuple[dict[str, Any], bytes
 
 
 def _options(fields: dict[str, Any]) -> dict[str, int]:
-    unknown = sorted(set(fields) - KNOWN - {"api_key", "appkey"})
+    unknown = sorted(set(fields) - KNOWN - CREDENTIALS)
     if unknown:
         raise InvalidParam(unknown[0], f"unknown field {unknown[0]}; takes {', '.join(KNOWN)}")
     chosen: dict[str, int] = {}

@@ -49,8 +49,9 @@ async def submit(rt: Runtime, ref: Ref, caller: auth.Caller, kind: int, return_t
     await _write(rt, task)
     try:
         await rt.engine.correction_task.kiq(task.id)
-    except Exception as exc:
+    except Exception as exc:  # no task without its queue message: nothing left behind
         await rt.storage.delete_object(f"{PREFIX}{task.id}.json")
+        await rt.storage.delete_object(f"{PREFIX}{task.id}.src")
         raise StateUnavailable("the job queue is unavailable") from exc
     return task
 
