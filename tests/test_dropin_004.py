@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2 as httpx
+import jsonschema
 import numpy as np
 import pytest
 import pyvips
@@ -263,3 +264,19 @@ def test_a_result_first_made_for_an_hour_is_renewed_to_24_hours_when_asked_again
     assert expires > time.time() + 23 * 3600
     # One result: the same input and work, its life pushed out to the seed's 24 hours.
     assert urlsplit(r.json()["data"]["url"]).path == urlsplit(first.json()["image_url"]).path
+
+
+def test_the_openapi_document_describes_both_drop_ins_and_real_answers_match(
+    client: TestClient,
+) -> None:
+    doc = client.get("/v1/openapi.json").json()
+    crop = doc["paths"][PATH]["post"]["responses"]
+    ok = post(client, solid(30, 20, "JPEG"), width=10, height=10)
+    bad = post(client, b"nope", width=10, height=10)
+    for r in (ok, bad):
+        schema = crop[str(r.status_code)]["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator(schema).validate(r.json())
+    compress = doc["paths"]["/api/v1/compress"]["post"]["responses"]
+    r = client.post("/api/v1/compress", files={"file": ("a", b"x")})
+    schema = compress["401"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(schema).validate(r.json())
