@@ -152,6 +152,7 @@ def error_of(r: Any, status: int) -> dict[str, Any]:
     [
         (PHOTO, {"image_url": "http://127.0.0.1:9/a.jpg"}, 400, "invalid_param", "image_url"),
         (None, {"maxWidth": 10}, 400, "invalid_param", "file"),
+        (None, {"image_url": "http://127.0.0.1:9/a.jpg"}, 400, "source_forbidden", "image_url"),
         (PHOTO, {"quality": 96}, 400, "invalid_param", "quality"),
         (PHOTO, {"quality": 0}, 400, "invalid_param", "quality"),
         (PHOTO, {"targetWidth": 10, "maxWidth": 20}, 400, "invalid_param", "maxWidth"),
@@ -200,3 +201,20 @@ def test_a_rate_limited_key_is_429_with_retry_after(client: TestClient) -> None:
     assert first.status_code == 200
     r = client.post(f"{PATH}?appkey={made['key']}", files={"file": ("a.jpg", PHOTO)})
     assert error_of(r, 429)["error"] == "rate_limited" and int(r.headers["retry-after"]) > 0
+
+
+def test_an_idempotency_key_replays_the_first_answer(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "seed-001-once"}
+    url = f"{PATH}?appkey={TOKEN}"
+    first = client.post(
+        url, files={"file": ("a.jpg", PHOTO)}, data={"maxWidth": "50"}, headers=headers
+    )
+    again = client.post(
+        url, files={"file": ("a.jpg", PHOTO)}, data={"maxWidth": "50"}, headers=headers
+    )
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    other = client.post(
+        url, files={"file": ("a.jpg", PHOTO)}, data={"maxWidth": "60"}, headers=headers
+    )
+    assert error_of(other, 400)["error"] == "idempotency_key_reused"

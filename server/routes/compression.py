@@ -38,6 +38,8 @@ MAX_FORM_BYTES = 64 * 1024  # a urlencoded form carries a URL and a few numbers,
 # 500 for an unsupported image): the HTTP table wins, as the issue says.
 STATUSES = frozenset({400, 401, 403, 429, 500, 503})
 CREDENTIALS = frozenset({"appkey", "api_key"})
+# The seed's 403 is about the key; imgcdn's other 403s (an image_url it may not fetch) are 400.
+KEY_REFUSALS = frozenset({"key_disabled", "key_expired", "scope_denied"})
 
 
 def _side(what: str) -> Int:
@@ -61,10 +63,13 @@ FIELDS = Obj(
 
 
 def error_envelope(error: ImgcdnError) -> Response:
-    """Seed 001's JSON error: the status folded onto the seed's HTTP table (413/415 and
-    other client errors are 400, 502/504 are 503, other server errors 500), imgcdn's code
+    """Seed 001's JSON error: the status folded onto the seed's HTTP table (413/415, other
+    client errors and a 403 not about the key are 400; 502/504 are 503, other server errors
+    500), imgcdn's code
     in `error` and the field at fault in `param`."""
     status = error.status
+    if status == 403 and error.code not in KEY_REFUSALS:
+        status = 400
     if status not in STATUSES:
         status = 400 if status < 500 else 503 if status in (502, 504) else 500
     body: dict[str, Any] = {"code": status, "message": error.message, "error": error.code}
@@ -171,7 +176,11 @@ async def _source(rt: Runtime, body: Body, fields: dict[str, Any], prefix: str, 
     if url is None:
         raise InvalidParam("file", "file (multipart) or image_url is required")
     # Fetched here, not in process.run: the seed's 10 MB holds for a fetched image too.
-    data = await inputs.load(rt, Ref("url", url, "image_url"), prefix)
+    try:
+        data = await inputs.load(rt, Ref("url", url, "image_url"), prefix)
+    except ImgcdnError as exc:
+        exc.param = "image_url"  # the seed's field is a plain URL: not image_url.url
+        raise
     if len(data) > limit:
         raise TooLarge(f"image_url is {len(data)} bytes, the limit is {limit}", "image_url")
     return Ref("bytes", data, "image_url")
