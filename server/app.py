@@ -29,7 +29,9 @@ from server.ops import OPS
 from server.routes import (
     assets,
     batch,
+    compression,
     correction,
+    cropping,
     delivery,
     health,
     image_assets,
@@ -107,6 +109,8 @@ def create_app(settings: Settings) -> Starlette:
         *processing_routes(),
         Route("/api/tasks/visual/correction", correction.create, methods=["POST"]),
         Route("/api/tasks/visual/correction/{task_id}", correction.query, methods=["GET"]),
+        Route("/api/v1/compress", compression.compress, methods=["POST"]),
+        Route("/api/image/editing/image-cropping", cropping.crop, methods=["POST"]),
         *docs_routes(),  # /v1/openapi.json and /docs: public, they describe, they do not act
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
@@ -237,6 +241,8 @@ class RequestMiddleware:
             return
         started = time.perf_counter()
         correlation_id = _correlation_id(scope)
+        # For answers that carry it in their body too (seed 004's request_id).
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
         runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
         if runtime is not None:
             schema.CAPS.set({"output_side": runtime.limits.max_side})

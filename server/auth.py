@@ -1,8 +1,9 @@
 """Who is calling the processing API (SPEC §6): an API key or an admin token, its scope, and
 its rate limit and daily quota, charged here once per request.
 
-The key may come as `Authorization: Bearer`, `X-API-KEY`, the `api_key` / `appkey` query
-parameter, or the same names in the request's fields (JSON body or form), in that order.
+The key may come as `Authorization: Bearer`, `X-API-KEY`, `ailabapi-api-key` (seed 004's
+header), the `api_key` / `appkey` query parameter, or the same names in the request's fields
+(JSON body or form), in that order.
 The RateLimit-* headers of a keyed request are left in `request.state`; app.py's request
 middleware puts them on the answer, errors included (`rate_limit_headers`).
 """
@@ -101,6 +102,7 @@ def _presented(request: Request, fields: Mapping[str, object] | None) -> str | N
     if scheme.lower() == "bearer":
         candidates.append(token.strip())
     candidates.append(request.headers.get("x-api-key", "").strip())
+    candidates.append(request.headers.get("ailabapi-api-key", "").strip())
     candidates += [request.query_params.get(name) for name in _QUERY_NAMES]
     if fields is not None:
         candidates += [fields.get(name) for name in _QUERY_NAMES]

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from server.routes import compression, cropping
 from server.schema import Array, Field, Obj, Schema
 
 Security = Literal["admin", "key", "public"]
@@ -138,6 +139,7 @@ def document(
         if op is None:
             raise LookupError(f"{method} {path} is routed but has no Operation in the catalog")
         paths.setdefault(openapi_path(path), {})[method.lower()] = _operation(op, shared)
+    paths.update(compression.openapi_paths() | cropping.openapi_paths())  # seeds 001, 004
     tags = list(dict.fromkeys(op.tag for op in table.values()))  # the table's order
     return {
         "openapi": "3.1.0",
@@ -260,6 +262,7 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
         "description": "Authorization: Bearer <API key or admin token>",
     },
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-KEY"},
+    "ailabapiKey": {"type": "apiKey", "in": "header", "name": "ailabapi-api-key"},
     "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
     "appkeyQuery": {
         "type": "apiKey",

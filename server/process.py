@@ -43,9 +43,12 @@ def result_id(source_sha256: bytes, plan: Plan, marks: dict[int, bytes]) -> str:
     return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
-async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool) -> Outcome:
+async def run(
+    rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool, ttl_s: int | None = None
+) -> Outcome:
     """Identify the input (and watermark images), then reuse or render the result; with
-    `with_bytes`, the Outcome carries the result's bytes (base64 and binary answers)."""
+    `with_bytes`, the Outcome carries the result's bytes (base64 and binary answers).
+    `ttl_s`: the result's life when longer than IMGCDN_RESULT_TTL_S (results.ttl_of)."""
     source = await inputs.identify(rt, ref, prefix)
     marks: dict[int, inputs.Input] = {}
     for index, stage in enumerate(plan.stages):
@@ -61,7 +64,7 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool) 
             pass
         else:
             metrics.result("reused")
-            return Outcome(await results.renew(rt, found), reused=True, body=body)
+            return Outcome(await results.renew(rt, found, ttl_s), reused=True, body=body)
 
     rendered: list[bytes] = []
 
@@ -70,9 +73,11 @@ async def run(rt: Runtime, ref: Ref, plan: Plan, prefix: str, with_bytes: bool) 
         mark_bytes = {i: await m.read() for i, m in marks.items()}
         fmt, body, width, height = await _render(rt, data, plan, mark_bytes, source.sha256)
         rendered.append(body)
-        return await results.save(rt, rid, fmt, body, width, height)
+        return await results.save(rt, rid, fmt, body, width, height, ttl_s)
 
     result, joined = await rt.result_flights.do(rid, work)
+    if joined:  # the render we joined may have been saved with a shorter life
+        result = await results.renew(rt, result, ttl_s)
     metrics.result("reused" if joined else "saved")
     body = rendered[0] if rendered else None
     if body is None and with_bytes:

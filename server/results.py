@@ -216,13 +216,27 @@ async def read(rt: Runtime, result: Result) -> bytes:
     return body
 
 
+def ttl_of(rt: Runtime, ttl_s: int | None) -> int:
+    """A result's lifetime: IMGCDN_RESULT_TTL_S, or a caller's own `ttl_s` (seed 004's
+    24 h URLs) when longer. Never shorter: the sweep only looks at metadata written more
+    than IMGCDN_RESULT_TTL_S ago, then deletes by each result's own expires_at, so a longer
+    life is swept on time and a shorter one would linger."""
+    return max(rt.settings.result_ttl_s, ttl_s or 0)
+
+
 async def save(
-    rt: Runtime, result_id: str, fmt: Format, body: bytes, width: int, height: int
+    rt: Runtime,
+    result_id: str,
+    fmt: Format,
+    body: bytes,
+    width: int,
+    height: int,
+    ttl_s: int | None = None,
 ) -> Result:
-    """Store a result, expiring IMGCDN_RESULT_TTL_S from now: bytes first, metadata last."""
+    """Store a result, expiring `ttl_of(ttl_s)` from now: bytes first, metadata last."""
     validate_result_id(result_id)
     await signing_keys(rt)
-    expires_at = int(clock()) + rt.settings.result_ttl_s
+    expires_at = int(clock()) + ttl_of(rt, ttl_s)
     result = Result(result_id, fmt, MIME[fmt], width, height, len(body), expires_at)
     bytes_key, meta_key = object_keys(result_id)
     async with _locked(rt, result_id):
@@ -232,12 +246,13 @@ async def save(
     return result
 
 
-async def renew(rt: Runtime, result: Result) -> Result:
-    """A reused result: its expiry pushed to now + TTL, stored so that no sweep anywhere
+async def renew(rt: Runtime, result: Result, ttl_s: int | None = None) -> Result:
+    """A reused result: its expiry pushed to now + `ttl_of(ttl_s)` (never pulled in: a
+    result saved for longer keeps its later expiry), stored so that no sweep anywhere
     deletes it. Only rewritten once RENEW_FRACTION of the TTL has passed since the last
     renewal; until then `result` is returned as it is (its URL stays the same, which the
     caches in front like). A result swept meanwhile is returned unchanged."""
-    ttl = rt.settings.result_ttl_s
+    ttl = ttl_of(rt, ttl_s)
     target = int(clock()) + ttl
     if target - result.expires_at < ttl * RENEW_FRACTION:
         return result

@@ -51,6 +51,8 @@ ROUTES = {
     "/v1/image/ocr": ("/v1/image/ocr", {"POST"}),
     "/api/tasks/visual/correction": ("/api/tasks/visual/correction", {"POST"}),
     "/api/tasks/visual/correction/{task_id}": ("/api/tasks/visual/correction/x", {"GET", "HEAD"}),
+    "/api/v1/compress": ("/api/v1/compress", {"POST"}),
+    "/api/image/editing/image-cropping": ("/api/image/editing/image-cropping", {"POST"}),
     # Later issues' endpoints answer 501 to GET and POST alike (vision).
     **{f"/v1/image/{path}": (f"/v1/image/{path}", {"GET", "HEAD", "POST"}) for path in ("tag",)},
 }

@@ -54,6 +54,12 @@ def plan(
     return Plan(scaled=scaled, box=box)
 
 
+def pad_offset(scaled: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """Top-left of the `scaled` image centred in a padded (contain) `box`: the resize step
+    embeds there, and seed 004's retain_location reports it, so both use this one rule."""
+    return (box[0] - scaled[0]) // 2, (box[1] - scaled[1]) // 2
+
+
 def _scale_down(size: tuple[int, int], fits: float, max_side: int) -> tuple[int, int]:
     # The epsilon keeps 8192 * (max_side / 8192.0000001) from flooring to 8191.
     w, h = (min(max_side, max(1, math.floor(v * fits + 1e-9))) for v in size)

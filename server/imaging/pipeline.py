@@ -326,8 +326,7 @@ def _cover(image: pyvips.Image, job: Job, box: tuple[int, int]) -> pyvips.Image:
 
 def _pad(image: pyvips.Image, job: Job, box: tuple[int, int]) -> pyvips.Image:
     image, background = _with_background(image, job)
-    x = (box[0] - image.width) // 2
-    y = (box[1] - image.height) // 2
+    x, y = geometry.pad_offset((image.width, image.height), box)
     return image.embed(x, y, box[0], box[1], extend="background", background=background)
 
 
