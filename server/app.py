@@ -8,7 +8,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
@@ -197,13 +197,26 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         error = NotFound(_no_route_message(request.app.routes, request.scope))
     else:
         error = ImgcdnError(str(getattr(exc, "detail", "error")))
-    return _error_answer(request.url.path, error)
+    return _error_answer(request.url.path, error, str(request.scope["state"]["correlation_id"]))
 
 
-def _error_answer(path: str, error: ImgcdnError) -> Response:
-    """imgcdn's error shape, or seed 003's envelope under its paths: a client of the seed
-    reads every answer there as {status, message, data}."""
-    return correction.error_envelope(error) if correction.under(path) else error_response(error)
+# Under a drop-in's path every error is in its seed's envelope, the router's 404 and 405
+# and an unexpected 500 included: the seed's clients read every answer there in that shape.
+# Each envelope gets the request's correlation id (seed 004 answers it as request_id).
+Envelope = Callable[[ImgcdnError, str], Response]
+DROP_INS: tuple[tuple[str, Envelope], ...] = (
+    (correction.PATH, lambda error, _: correction.error_envelope(error)),
+    (compression.PATH, lambda error, _: compression.error_envelope(error)),
+    (cropping.PATH, cropping.error_envelope),
+)
+
+
+def _error_answer(path: str, error: ImgcdnError, correlation_id: str) -> Response:
+    """imgcdn's error shape, or the envelope of the drop-in whose path this is."""
+    for prefix, envelope in DROP_INS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return envelope(error, correlation_id)
+    return error_response(error)
 
 
 def _methods_for(routes: list[BaseRoute], scope: Scope) -> list[str]:
@@ -282,7 +295,7 @@ class RequestMiddleware:
                 log.warning("request failed: %s %s: %s", scope["method"], scope["path"], error)
             if sent["status"]:
                 return  # the response had started: nothing more can be said on this stream
-            await _error_answer(scope["path"], error)(scope, receive, send_with_id)
+            await _error_answer(scope["path"], error, correlation_id)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             # The router left the matched route in the scope; none matched: "unmatched".

@@ -64,18 +64,26 @@ def test_the_table_here_names_every_route_of_the_app(client):
     assert {r.path for r in client.app.routes if isinstance(r, Route)} == set(ROUTES)
 
 
+# Where a drop-in answers (SPEC §10): its envelope's code and its HTTP status for a 405.
+DROP_IN_405 = {
+    "/api/tasks/visual/correction": (lambda body: body["data"]["code"], 405),
+    "/api/v1/compress": (lambda body: body["error"], 400),  # seed 001's table has no 405
+    "/api/image/editing/image-cropping": (lambda body: body["error_detail"]["code"], 405),
+}
+
+
 @pytest.mark.parametrize("template", ROUTES)
 def test_every_method_a_path_does_not_take_is_a_405_listing_all_it_does(client, template):
     path, allowed = ROUTES[template]
+    prefix = next((p for p in DROP_IN_405 if path.startswith(p)), None)
+    code_of, status = DROP_IN_405[prefix] if prefix else (lambda body: body["code"], 405)
     for method in sorted(set(METHODS) - allowed):
         r = client.request(method, path, headers=AUTH)
 
-        if method != "HEAD" and path.startswith("/api/"):  # seed 003: in its envelope
-            assert r.json()["data"]["code"] == "method_not_allowed", method
-            assert r.json()["status"] == 405
-        elif method != "HEAD":  # a HEAD answer has the headers only
-            assert error(r, 405)["code"] == "method_not_allowed", method
-        assert (r.status_code, r.headers["cache-control"]) == (405, "no-store")
+        if method != "HEAD":  # a HEAD answer has the headers only
+            body = r.json() if prefix else error(r, 405)
+            assert code_of(body) == "method_not_allowed", method
+        assert (r.status_code, r.headers["cache-control"]) == (status, "no-store")
         assert set(r.headers["allow"].split(", ")) == allowed, (method, r.headers["allow"])
 
 
@@ -177,3 +185,13 @@ def test_a_real_server_answers_a_hostile_host_without_a_location(live_server):
             assert r.status_code in (400, 404), (path, r.status_code)
             assert "location" not in r.headers
             assert "evil.example" not in r.text
+
+
+@pytest.mark.parametrize("prefix", DROP_IN_405)
+def test_an_unknown_path_under_a_drop_in_is_a_not_found_in_its_envelope(client, prefix):
+    r = client.get(f"{prefix}/no/such/thing", headers=AUTH)
+
+    code_of, _ = DROP_IN_405[prefix]
+    assert code_of(r.json()) == "not_found"
+    # Seed 001's HTTP table has no 404: it folds every client error onto 400.
+    assert r.status_code == (400 if prefix == "/api/v1/compress" else 404)

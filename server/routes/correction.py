@@ -57,11 +57,6 @@ def envelope(status: int, message: str, data: dict[str, Any], headers: dict[str,
     return json_response(body, status=status, headers={"Cache-Control": NO_STORE, **headers})
 
 
-def under(path: str) -> bool:
-    """Whether `path` is one of the seed's: its every answer is in the envelope."""
-    return path == PATH or path.startswith(PATH + "/")
-
-
 def error_envelope(error: ImgcdnError) -> Response:
     data: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.param is not None:
