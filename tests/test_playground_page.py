@@ -176,6 +176,6 @@ def test_a_refused_parameter_shows_the_servers_error_naming_the_field(tmp_path):
         alert.wait_for(state="visible", timeout=WAIT_MS)
         said = alert.inner_text()
 
-    assert "400" in said and "transform.quality" in said
+    assert "400 invalid_param" in said and "(transform.quality)" in said
     # The browser logs the 400 itself; nothing else (no uncaught error) may be logged.
     assert all("status of 400" in problem for problem in browsed.problems), browsed.problems
