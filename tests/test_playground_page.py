@@ -103,6 +103,13 @@ def test_an_admin_token_uploads_resizes_and_compares_two_formats_in_chromium(tmp
             browsed.width_becomes(f"{side} img", 120)
             sides[side] = (browsed.fact(side, "format"), int(browsed.fact(side, "bytes")))
         page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+        page.select_option("#fmt", "auto")  # negotiated with what Chromium's <img> accepts
+        page.wait_for_function(
+            "() => document.querySelector('#facts [data-fact=format]').textContent"
+            " === 'image/avif'",
+            timeout=WAIT_MS,
+        )
+        browsed.width_becomes("#result", 120)  # decoded, not only fetched
 
         with httpx.Client(base_url=served.base, timeout=30) as http:
             stored = http.get("/v1/assets", headers={"Authorization": f"Bearer {served.token}"})

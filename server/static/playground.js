@@ -99,10 +99,16 @@ async function deliveryUrl(overrides) {
 // The variant itself, fetched (not only shown) so its bytes and headers can be read. The
 // path is fetched from this origin even when IMGCDN_PUBLIC_URL names a CDN: a signature
 // covers the path and query, not the host. no-store: every render asks the server, so
-// X-Cache says what the server's variant cache did, not what the browser's kept.
+// X-Cache says what the server's variant cache did, not what the browser's kept. Accept is
+// what Chromium's <img> sends, so fmt=auto picks what an <img> would get (fetch's is */*).
+const IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+
 async function fetchVariant(url) {
   const parsed = new URL(url, document.baseURI);
-  const response = await fetch(parsed.pathname + parsed.search, { cache: "no-store" });
+  const response = await fetch(parsed.pathname + parsed.search, {
+    cache: "no-store",
+    headers: { Accept: IMAGE_ACCEPT },
+  });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     throw new ApiError(response.status, body.error || { code: "error", message: url });
@@ -170,7 +176,6 @@ async function compare() {
   for (const [side, variant] of done) {
     const figure = $(`side-${side}`);
     await showVariant(figure.querySelector("img"), figure.querySelector("dl"), variant);
-    figure.dataset.format = variant.format;
   }
 }
 
