@@ -44,6 +44,7 @@ from server.routes import (
 )
 from server.routes.docs import docs_routes
 from server.routes.metrics import get_metrics
+from server.routes.playground import playground_routes
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/compress", compression.compress, methods=["POST"]),
         Route("/api/image/editing/image-cropping", cropping.crop, methods=["POST"]),
         *docs_routes(),  # /v1/openapi.json and /docs: public, they describe, they do not act
+        *playground_routes(),  # /playground: public files; its calls need the pasted key
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
         # For the scraper on the internal network: the nginx public block does not route it.

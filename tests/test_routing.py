@@ -33,6 +33,8 @@ ROUTES = {
     "/v1/openapi.json": ("/v1/openapi.json", {"GET", "HEAD"}),
     "/docs": ("/docs", {"GET", "HEAD"}),
     "/docs/static/{name}": ("/docs/static/swagger-ui.css", {"GET", "HEAD"}),
+    "/playground": ("/playground", {"GET", "HEAD"}),
+    "/playground/static/{name}": ("/playground/static/playground.js", {"GET", "HEAD"}),
     "/v1/image/upload": ("/v1/image/upload", {"POST"}),
     "/v1/image/get/{id:anypath}": ("/v1/image/get/x.jpg", {"GET", "HEAD"}),
     "/v1/image/list": ("/v1/image/list", {"GET", "HEAD"}),
