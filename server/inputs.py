@@ -49,9 +49,10 @@ async def identify(rt: Runtime, ref: Ref, prefix: str) -> Input:
     return Input(hashlib.sha256(data).digest(), given)
 
 
-async def load(rt: Runtime, ref: Ref, prefix: str) -> bytes:
-    """The bytes behind `ref`, within the source byte limit, or an error naming its field."""
-    limit = rt.settings.max_source_bytes
+async def load(rt: Runtime, ref: Ref, prefix: str, max_bytes: int | None = None) -> bytes:
+    """The bytes behind `ref`, within the source byte limit (or an endpoint's own, lower
+    `max_bytes`: a fetch stops there), or an error naming its field."""
+    limit = min(rt.settings.max_source_bytes, max_bytes or rt.settings.max_source_bytes)
     if ref.kind == "bytes":
         assert isinstance(ref.value, bytes)
         if len(ref.value) > limit:

@@ -8,11 +8,11 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2 as httpx
 import pytest
-from conftest import IMAGES, TOKEN, decode, loader
+from conftest import IMAGES, TOKEN, decode, loader, wait_until
 from starlette.testclient import TestClient
 from test_dropin_004 import stored
 from test_server import Served, serving
@@ -137,6 +137,47 @@ def test_image_url_works_as_a_form_field_and_in_json(make_client: Any, photo_url
     assert image_of(r).width == 80
     r = client.post(PATH, json={"appkey": TOKEN, "image_url": photo_url, "targetHeight": 30})
     assert image_of(r).height == 30
+
+
+class _Endless(BaseHTTPRequestHandler):
+    """A JPEG-looking body of up to 64 MB with no Content-Length: only the reader's own
+    count can stop it. `sent` records how much got out before the reader hung up."""
+
+    sent: ClassVar[list[int]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.end_headers()
+        chunk, written = b"\xff\xd8\xff" + bytes(1024 * 1024 - 3), 0
+        try:
+            while written < 64 * 1024 * 1024:
+                self.wfile.write(chunk)
+                written += len(chunk)
+        except OSError:
+            pass
+        finally:
+            self.sent.append(written)
+
+
+def test_a_fetched_image_stops_at_the_seeds_10_mb_not_the_servers_limit(make_client: Any) -> None:
+    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    client = make_client(allow_private_sources=True)  # IMGCDN_MAX_SOURCE_BYTES: 50 MB
+    try:
+        url = f"http://127.0.0.1:{origin.server_port}/big.jpg"
+        r = client.post(PATH, data={"appkey": TOKEN, "image_url": url})
+        assert error_of(r, 400)["error"] == "source_too_large"
+        assert error_of(r, 400)["param"] == "image_url"
+        wait_until(lambda: bool(_Endless.sent), 10)
+        # 10 MiB read, plus what the loopback's socket buffers took: far below 50 MB.
+        assert _Endless.sent and _Endless.sent[0] < 30 * 1024 * 1024
+    finally:
+        origin.shutdown()
+        origin.server_close()
 
 
 def error_of(r: Any, status: int) -> dict[str, Any]:

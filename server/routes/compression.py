@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth, idempotency, inputs, process
-from server.errors import BadRequest, ImgcdnError, InvalidParam, TooLarge
+from server.errors import BadRequest, ImgcdnError, InvalidParam
 from server.imagerefs import Ref
 from server.json import NO_STORE, json_response
 from server.ops import FORMAT, SIDE
@@ -175,14 +175,12 @@ async def _source(rt: Runtime, body: Body, fields: dict[str, Any], prefix: str, 
         return Ref("bytes", body.upload, "file")
     if url is None:
         raise InvalidParam("file", "file (multipart) or image_url is required")
-    # Fetched here, not in process.run: the seed's 10 MB holds for a fetched image too.
+    # Fetched here, not in process.run: the fetch stops at the seed's 10 MB.
     try:
-        data = await inputs.load(rt, Ref("url", url, "image_url"), prefix)
+        data = await inputs.load(rt, Ref("url", url, "image_url"), prefix, max_bytes=limit)
     except ImgcdnError as exc:
         exc.param = "image_url"  # the seed's field is a plain URL: not image_url.url
         raise
-    if len(data) > limit:
-        raise TooLarge(f"image_url is {len(data)} bytes, the limit is {limit}", "image_url")
     return Ref("bytes", data, "image_url")
 
 

@@ -116,9 +116,11 @@ async def _answer(
 ) -> Response:
     created = time.time()
     if options["sync"] == 0:
-        task = await tasks.submit(rt, ref, caller, options["type"], options["return_type"])
+        task = await tasks.submit(
+            rt, ref, caller, options["type"], options["return_type"], MAX_BYTES
+        )
         return envelope(200, "success", {"task_id": task.id}, {})
-    data = await inputs.load(rt, ref, caller.prefix)
+    data = await inputs.load(rt, ref, caller.prefix, max_bytes=MAX_BYTES)
     started = time.time()
     done = await run(rt, data, ref.path, options["type"])
     result = await save(rt, data, options["type"], done)

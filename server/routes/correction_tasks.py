@@ -42,8 +42,10 @@ class Task:
     error: str | None = None
 
 
-async def submit(rt: Runtime, ref: Ref, caller: auth.Caller, kind: int, return_type: int) -> Task:
-    data = await inputs.load(rt, ref, caller.prefix)
+async def submit(
+    rt: Runtime, ref: Ref, caller: auth.Caller, kind: int, return_type: int, max_bytes: int
+) -> Task:
+    data = await inputs.load(rt, ref, caller.prefix, max_bytes=max_bytes)
     task = Task(secrets.token_urlsafe(18), caller.key_id, kind, return_type, time.time())
     await rt.storage.put_object(f"{PREFIX}{task.id}.src", data)
     await _write(rt, task)
