@@ -8,7 +8,12 @@ Cases, each in a fresh process so its peak RSS is its own:
   ocr.MAX_SIDE, Tesseract) on the photo of the page; its CER shows why pages get corrected;
 - `ocr_scan`: the same on a flat 12 MP page (a scan);
 - `corners`: decode at full size, find the page's corners;
-- `correct`: corners + warp + upright (OSD) + enhance; `correct_ocr`: then read it.
+- `correct`: corners + warp + upright (OSD) + enhance; `correct_ocr`: then read it;
+- `rapid_photo`, `rapid_scan`: the same two with engine=rapidocr (decode shrunk to
+  ocr_rapid.MAX_SIDE, rapidocr), with `model_load_ms`: building the engine and opening its
+  two ONNX models, once per worker;
+- `ocr_sign`, `rapid_sign`: a sign photographed at an angle (tests/test_vision_ocr_rapid.py)
+  at 12 MP, read by each engine; `paper_share` says what engine=auto picks for it.
 `peak_rss_mb` is the case's process (Python, libvips, OpenCV, the pixels);
 `tesseract_peak_rss_mb` is Tesseract's own, measured from a small parent (a child's
 ru_maxrss counts its parent's memory up to exec).
@@ -33,17 +38,29 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from documents import LINES, cer, jpeg, page_on_photo, rendered_text
+from test_vision_ocr_rapid import SIGN, sign_photo
 
 from server.imaging.inspect import SourceLimits, probe
 from server.imaging.options import RenderOptions
 from server.imaging.vips import Cancel, configure
 from server.settings import Settings
-from server.vision import document, ocr, pixels
+from server.vision import document, ocr, ocr_rapid, pixels
 
 RUNS = 3
 SIZE = (4000, 3000)
 TEXT = "\n".join(LINES)
-CASES = ("ocr_photo", "ocr_scan", "corners", "correct", "correct_ocr")
+CASES = (
+    "ocr_photo",
+    "ocr_scan",
+    "corners",
+    "correct",
+    "correct_ocr",
+    "rapid_photo",
+    "rapid_scan",
+    "ocr_sign",
+    "rapid_sign",
+)
+FILES = {"ocr_scan": "scan.jpg", "rapid_scan": "scan.jpg", "ocr_sign": "sign.jpg"}
 
 
 def cpu_s() -> float:
@@ -60,7 +77,7 @@ def peak_rss_mb() -> int:
     return round(int(kb) / 1024)
 
 
-def measure(name: str, work: Callable[[], str]) -> dict[str, Any]:
+def measure(name: str, work: Callable[[], str], truth: str = TEXT) -> dict[str, Any]:
     cpu, wall, text = [], [], ""
     for _ in range(RUNS):
         c0, w0 = cpu_s(), time.perf_counter()
@@ -74,8 +91,8 @@ def measure(name: str, work: Callable[[], str]) -> dict[str, Any]:
         "wall_ms": round(statistics.median(wall) * 1000),
         "peak_rss_mb": peak_rss_mb(),
     }
-    if text:
-        line["cer"] = round(cer(TEXT, text), 4)
+    if name.startswith(("ocr", "rapid")) or name == "correct_ocr":
+        line["cer"] = round(cer(truth, text), 4)  # 1.0 when nothing was read
     return line
 
 
@@ -84,7 +101,7 @@ def run_case(name: str, folder: Path) -> None:
     s = Settings()
     options = RenderOptions(s.shrink_on_load, s.jpeg_preset, s.avif_effort, 100_000, 10**9)
     limits = SourceLimits(s.max_source_bytes, 10**9, s.max_frames)
-    data = (folder / ("scan.jpg" if name == "ocr_scan" else "photo.jpg")).read_bytes()
+    data = (folder / FILES.get(name, "sign.jpg" if "sign" in name else "photo.jpg")).read_bytes()
     info = probe(data, limits)
 
     def read(grey: Any) -> str:
@@ -100,6 +117,10 @@ def run_case(name: str, folder: Path) -> None:
     def shrunk() -> Any:
         return pixels.load(data, info, ocr.MAX_SIDE, options, Cancel()).grey
 
+    def rapid() -> str:
+        rgb = pixels.load(data, info, ocr_rapid.MAX_SIDE, options, Cancel()).rgb
+        return "\n".join(line.text for line in ocr_rapid.read_lines(rgb, None))
+
     works: dict[str, Callable[[], str]] = {
         "ocr_photo": lambda: read(shrunk()),
         "ocr_scan": lambda: read(shrunk()),
@@ -109,8 +130,24 @@ def run_case(name: str, folder: Path) -> None:
         )[:0],
         "correct": lambda: str(corrected().shape)[:0],
         "correct_ocr": lambda: read(corrected()),
+        "rapid_photo": rapid,
+        "rapid_scan": rapid,
+        "ocr_sign": lambda: read(shrunk()),
+        "rapid_sign": rapid,
     }
-    line = measure(name, works[name])
+    load_ms = None
+    if name.startswith("rapid"):
+        t0 = time.perf_counter()
+        engine = ocr_rapid.engine()
+        engine._load_det_model()  # rapidocr opens its models on first use: open them now
+        engine._load_rec_model()
+        load_ms = round((time.perf_counter() - t0) * 1000)
+    line = measure(name, works[name], "\n".join(SIGN) if "sign" in name else TEXT)
+    if load_ms is not None:
+        line["model_load_ms"] = load_ms
+    if "sign" in name:
+        rgb = pixels.load(data, info, ocr.MAX_SIDE, options, Cancel()).rgb
+        line["paper_share"] = round(ocr.paper_share(rgb), 3)
     feed = shrunk() if name.startswith("ocr") else corrected() if name == "correct_ocr" else None
     if feed is not None:
         pgm = folder / "feed.pgm"
@@ -145,6 +182,7 @@ def main() -> None:
             : SIZE[1], : SIZE[0]
         ]
         (folder / "scan.jpg").write_bytes(jpeg(cv2.cvtColor(scan, cv2.COLOR_GRAY2RGB), 92))
+        (folder / "sign.jpg").write_bytes(jpeg(sign_photo(SIZE), 92))
         for name in CASES:
             command = [sys.executable, __file__, "--case", name, tmp]
             subprocess.run(command, check=True)  # noqa: S603  # this very script

@@ -307,14 +307,16 @@ OCR_LINE = answer(
     "One line of text",
     ("text", "confidence", "box"),
     text=_strings("the line's words, one space apart"),
-    confidence=Number(0, 1, "the mean of its words' confidences"),
+    confidence=Number(0, 1, "tesseract: the mean of its words'; rapidocr: the line's score"),
     box=_BOX,
 )
 OCR_RESULT = answer(
     "OcrResult",
-    "The text read (lines joined by newlines), its lines in reading order, the language used",
-    ("text", "lines", "language"),
+    "The text read (lines joined by newlines), its lines in reading order, the language "
+    "and the engine used",
+    ("text", "lines", "language", "engine"),
     text=_strings("every line, one per row"),
     lines=Array(OCR_LINE, BIG, "in reading order", 0),
     language=_strings("eng, eng+deu, ..."),
+    engine=Choice(("tesseract", "rapidocr"), "the one that read it (what auto picked)"),
 )

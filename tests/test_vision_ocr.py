@@ -111,7 +111,7 @@ def test_an_exif_rotated_photo_is_read_upright_with_boxes_in_upright_pixels(
 
 def test_an_image_without_text_gives_no_lines_and_no_text(client: TestClient) -> None:
     answer = read(client, png(np.full((300, 400), 255, np.uint8))).json()
-    assert answer == {"text": "", "lines": [], "language": "eng"}
+    assert answer == {"text": "", "lines": [], "language": "eng", "engine": "tesseract"}
 
 
 def test_a_missing_engine_is_503_ocr_unavailable_and_never_text(

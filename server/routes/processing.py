@@ -290,6 +290,11 @@ OCR_BODY = Obj(
             r"[a-z][a-z_]{1,30}(\+[a-z][a-z_]{1,30})*",
             "names like eng or eng+deu",
         ),
+        "engine": Choice(
+            ("auto", "tesseract", "rapidocr"),
+            "tesseract for pages, rapidocr for photos and signs; auto (default) picks by "
+            "the image and the language (docs/vision.md#ocr-and-documents)",
+        ),
         "idempotency_key": COMMON["idempotency_key"],
     },
     description="Text of an image: lines with boxes and confidences, in reading order",
@@ -304,12 +309,13 @@ async def ocr_endpoint(request: Request) -> Response:
     fields = OCR_BODY.check(body.fields, "", body.text)
     ref = _image(fields, body)
     language = str(fields.get("language", "eng"))
+    engine = str(fields.get("engine", "auto"))
 
     # Imported on first use: numpy (and its 10 MB) stays out of workers that never read text.
     from server.vision import ocr
 
     async def run() -> Response:
-        answer = await ocr.ocr(rt, ref, caller.prefix, language)
+        answer = await ocr.ocr(rt, ref, caller.prefix, language, engine)
         return json_response(answer, headers={"Cache-Control": NO_STORE})
 
     fingerprint = _fingerprint("ocr", fields, body)

@@ -1,5 +1,8 @@
 """OCR with Tesseract 5 (SPEC §9): lines with boxes and confidences, in reading order.
 
+Photos and signs are read by rapidocr instead (vision/ocr_rapid.py): the request's
+`engine` is `tesseract`, `rapidocr` or `auto` (the default: `choose` below).
+
 Tesseract runs as its CLI (`tesseract page.pgm stdout tsv`), not through pytesseract or
 tesserocr: pytesseract is a wrapper around the same CLI that goes through temp files and
 cannot be told to stop, and tesserocr bundles its own libtesseract (34 MB) and still needs
@@ -171,19 +174,83 @@ def orientation(grey: np.ndarray, cancel: Cancel | None) -> tuple[int, float]:
     return turn, float(fields.get("Orientation confidence", "0").strip())
 
 
-async def ocr(rt: Runtime, ref: Ref, prefix: str, language: str) -> dict[str, Any]:
-    """SPEC §9: {text, lines, language}; boxes in the upright source's pixels."""
+# `auto` picks Tesseract when at least this share of the image is paper: light and grey
+# (scans, screenshots, rendered pages); photos and signs go to rapidocr. Measured: rendered
+# pages 0.9+, a page photographed on a table 0.3, photos 0.0-0.2 (docs/vision.md).
+PAPER_SHARE = 0.5
+
+
+def paper_share(rgb: np.ndarray) -> float:
+    """The share of pixels that are light grey paper (luma >= 160, chroma <= 30), on a
+    sample of about 256 x 256 of them."""
+    step = max(1, max(rgb.shape[:2]) // 256)
+    sample = rgb[::step, ::step].astype(np.int32)
+    luma = sample @ np.array([299, 587, 114], dtype=np.int32) // 1000
+    chroma = sample.max(axis=2) - sample.min(axis=2)
+    return float(np.mean((luma >= 160) & (chroma <= 30)))
+
+
+def choose(engine: str, language: str, rgb: np.ndarray) -> str:
+    """The engine `auto` stands for: Tesseract for a language only it has data for, and
+    for paper; rapidocr for photos."""
+    from server.vision import ocr_rapid
+
+    if engine != "auto":
+        return engine
+    if language not in ocr_rapid.LANGUAGES or paper_share(rgb) >= PAPER_SHARE:
+        return "tesseract"
+    return "rapidocr"
+
+
+def check_engine(engine: str, language: str) -> None:
+    from server.vision import ocr_rapid
+
+    if engine == "rapidocr" and language not in ocr_rapid.LANGUAGES:
+        raise InvalidParam(
+            "language",
+            f"the rapidocr engine reads {', '.join(sorted(ocr_rapid.LANGUAGES))} only; "
+            "use engine tesseract for other languages",
+        )
+    if engine != "rapidocr":
+        check_language(language)  # before decoding: a wrong field costs nothing
+
+
+async def ocr(
+    rt: Runtime, ref: Ref, prefix: str, language: str, engine: str = "auto"
+) -> dict[str, Any]:
+    """SPEC §9: {text, lines, language, engine}; boxes in the upright source's pixels."""
+    from server.vision import ocr_rapid
+
     source = await inputs.load(rt, ref, prefix)
     limits, options = rt.source_limits, rt.render_options
 
     def job(cancel: Cancel) -> dict[str, Any]:
-        check_language(language)  # before decoding: a wrong field costs nothing
-        page = pixels.load(source, probe(source, limits), MAX_SIDE, options, cancel)
-        lines = read_lines(page.grey, language, cancel)
+        check_engine(engine, language)
+        side = ocr_rapid.MAX_SIDE if engine == "rapidocr" else MAX_SIDE
+        page = pixels.load(source, probe(source, limits), side, options, cancel)
+        chosen = choose(engine, language, page.rgb)
+        if chosen == "tesseract":
+            lines, scale = read_lines(page.grey, language, cancel), page.scale
+        else:
+            rgb, scale = _shrink(page.rgb, page.scale, ocr_rapid.MAX_SIDE)
+            lines = ocr_rapid.read_lines(rgb, cancel)
         return {
             "text": "\n".join(line.text for line in lines),
-            "lines": [line.json(page.scale) for line in lines],
+            "lines": [line.json(scale) for line in lines],
             "language": language,
+            "engine": chosen,
         }
 
     return await rt.pool.run(job)
+
+
+def _shrink(rgb: np.ndarray, scale: float, side: int) -> tuple[np.ndarray, float]:
+    """`rgb` with its longer side at most `side` (auto decoded at Tesseract's size)."""
+    longest = max(rgb.shape[:2])
+    if longest <= side:
+        return rgb, scale
+    import cv2  # with numpy already: the OpenCV wheel rapidocr itself needs
+
+    factor = side / longest
+    size = (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale * size[0] / rgb.shape[1]
