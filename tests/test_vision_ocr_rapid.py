@@ -197,3 +197,30 @@ def test_a_rapidocr_read_past_the_render_timeout_is_a_504(make_client: Any) -> N
     big = cv2.resize(sign_photo(), None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
     r = read(client, jpeg(big, 90), engine="rapidocr")
     assert error_body(r, 504)["code"] == "render_timeout"
+
+
+def test_one_rapidocr_run_at_a_time_and_a_waiting_one_gives_up_at_its_deadline() -> None:
+    from server.errors import RenderTimeout
+    from server.imaging.vips import Cancel
+
+    class DeadlineWhileWaiting(Cancel):
+        """Not cancelled when the read starts; the pool's deadline passes as it waits."""
+
+        looks = 0
+
+        @property  # type: ignore[override]
+        def cancelled(self) -> bool:
+            self.looks += 1
+            return self.looks > 1
+
+        @cancelled.setter
+        def cancelled(self, value: bool) -> None:
+            pass
+
+    rgb = sign_photo((400, 300))
+    # Another render thread is running the engine.
+    with ocr_rapid._ONE_RUN, pytest.raises(RenderTimeout, match="waiting for the engine"):
+        ocr_rapid.read_lines(rgb, DeadlineWhileWaiting())
+    assert not ocr_rapid._ONE_RUN.locked()
+    assert ocr_rapid.read_lines(rgb, Cancel()) is not None  # free again: it runs
+    assert not ocr_rapid._ONE_RUN.locked()

@@ -19,6 +19,7 @@ Tesseract path, one onnxruntime thread per render thread.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,11 @@ FILES = {
 }
 # Its recogniser reads Latin and Chinese script; for other languages, Tesseract's data.
 LANGUAGES = frozenset({"eng"})
+# One run at a time per worker: a run at MAX_SIDE peaks at about 0.6 GB of tensors
+# (bench/vision_ocr.py), so render threads running it side by side would multiply that.
+# A waiting thread checks its deadline, so a queue of OCR requests ends in 504s, not a hang.
+_ONE_RUN = threading.Lock()
+_WAIT_STEP_S = 0.05
 
 
 def model_dir() -> Path:
@@ -80,10 +86,15 @@ def read_lines(rgb: np.ndarray, cancel: Cancel | None) -> list[Line]:
     if cancel is not None and cancel.cancelled:
         raise RenderTimeout("OCR exceeded the time limit")
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # rapidocr takes arrays as OpenCV's BGR
+    while not _ONE_RUN.acquire(timeout=_WAIT_STEP_S):
+        if cancel is not None and cancel.cancelled:
+            raise RenderTimeout("OCR exceeded the time limit (waiting for the engine)")
     try:
         result = ocr(bgr)
     except Exception as exc:  # its own error types, onnxruntime's: the engine failed
         raise OcrUnavailable(f"the OCR engine failed: {str(exc)[:200]}") from exc
+    finally:
+        _ONE_RUN.release()
     if cancel is not None and cancel.cancelled:
         raise RenderTimeout("OCR exceeded the time limit")
     if result.boxes is None or result.txts is None:
