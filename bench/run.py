@@ -3,6 +3,7 @@ limit and thumbor measured in the same run. Start it with `bash bench/run.sh` (w
 what it needs); this file expects wrk, nginx and the thumbor venv to be there.
 
     .venv/bin/python bench/run.py [--seconds 10] [--only NAME,...] [--out DIR]
+    .venv/bin/python bench/run.py --only vision [--smoke]    (issue #13: bench/vision_report.py)
 
 Writes DIR/results.json (every run, raw) and DIR/results.md (the tables), and prints the
 tables. Everything listens on 127.0.0.1; every load run is bounded in time.
