@@ -3,6 +3,7 @@ limit and thumbor measured in the same run. Start it with `bash bench/run.sh` (w
 what it needs); this file expects wrk, nginx and the thumbor venv to be there.
 
     .venv/bin/python bench/run.py [--seconds 10] [--only NAME,...] [--out DIR]
+    .venv/bin/python bench/run.py --only vision [--smoke]    (issue #13: bench/vision_report.py)
 
 Writes DIR/results.json (every run, raw) and DIR/results.md (the tables), and prints the
 tables. Everything listens on 127.0.0.1; every load run is bounded in time.
@@ -33,6 +34,7 @@ from typing import Any
 import load
 import processing
 import procstat
+import vision_report
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -470,6 +472,8 @@ def run_settings(b: Bench) -> None:
 
 
 def run_store(b: Bench) -> None:
+    if not (b.wanted("warm") or b.wanted("memory")):
+        return
     with imgcdn(IMGCDN_MEMORY_CACHE_BYTES="0") as server:
         warm = "/t/_/photo-12mp.jpg?w=800&fmt=jpeg&q=80&v=warm"
         http(server.base + warm)
@@ -806,6 +810,8 @@ def report(b: Bench) -> str:
             for r in b.facts["auth_cost"]
         ]
         out.append("")
+    if "vision" in b.facts:
+        out += vision_report.report(b.facts["vision"])
     out += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
     out += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(b)]
     return "\n".join(out) + "\n"
@@ -930,6 +936,7 @@ def targets(b: Bench) -> list[tuple[str, str, bool]]:
         )
     found += processing_targets(rows, b.facts)
     found += jobs_targets(b.facts)
+    found += vision_report.targets(b.facts["vision"]) if "vision" in b.facts else []
     if "soak" in b.facts:
         soak = b.facts["soak"]
         curve = soak["rss_mb_per_worker"]
@@ -966,6 +973,16 @@ def run_jobs(b: Bench) -> None:
     b.facts["jobs"] = json_lines("jobs.py", "--items", "200", cwd=BENCH)
     for row in b.facts["jobs"]:
         log(f"  {row['backend']}: {row}")
+
+
+def run_vision(b: Bench, smoke: bool) -> None:
+    """Issue #13: every vision feature at 12 MP, each in a fresh process, and the install
+    footprint (bench/vision_report.py runs the scripts and makes the tables)."""
+    if not b.wanted("vision"):
+        return
+    log("== vision: CPU, wall, peak RSS and model load per feature at 12 MP; footprint")
+    procstat.wait_quiet(QUIET_MAX, log)
+    b.facts["vision"] = vision_report.run(log, smoke)
 
 
 def jobs_targets(facts: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -1101,7 +1118,10 @@ def main() -> None:
     ap.add_argument(
         "--only",
         help="comma-separated: codecs,cold,scaling,latency,warm,nginx,stampede,settings,memory,"
-        "soak,processing,jobs",
+        "soak,processing,jobs,vision",
+    )
+    ap.add_argument(
+        "--smoke", action="store_true", help="vision scripts on small images, one run each"
     )
     ap.add_argument("--no-peer", action="store_true", help="skip thumbor")
     ap.add_argument(
@@ -1142,6 +1162,7 @@ def main() -> None:
         run_soak(b)
         run_processing(b, a.baseline)
         run_jobs(b)
+        run_vision(b, a.smoke)
     b.facts["seconds"] = round(time.monotonic() - started)
     (out / "results.json").write_text(json.dumps({"rows": b.rows, "facts": b.facts}, indent=1))
     table = report(b)
