@@ -1,11 +1,15 @@
-"""Document correction at 12 MP (seed 003 types 0 and 2, server/vision/correction.py): CPU
-ms per image, wall ms and memory, on a rendered page warped onto a real photo
-(tests/documents.py) saved as a q92 JPEG, as POST /v1/image/correct would receive it.
+"""Seed 003's correction types at 12 MP (server/vision/correction.py, what the render pool
+runs for one task): CPU ms per image, wall ms and memory. Types 0-2 get a rendered page
+warped onto a real photo (tests/documents.py), types 3-4 the product photo
+(tests/images/vision/product.jpg) scaled to the same size, each saved as a q92 JPEG.
 
     python bench/vision_doc.py [--runs 5] [--smoke]    (one JSON line per case)
 
 - `type0`: find the page's corners, warp it flat, turn it upright (Tesseract OSD), JPEG;
-- `type2`: the same, then even out the light and write grey PNG (text enhancement).
+- `type1`: even out the light and write grey PNG (text enhancement) of the whole photo;
+- `type2`: type 0, then type 1;
+- `type3`: crop to the product's box (its mask); `type4`: the same with the mask as alpha.
+The HTTP side (sync against async + polling) is bench/vision_correction.py.
 Each case in a fresh process (bench/vision_bg.py's `fresh`, same keys). There is no model
 to load: OpenCV is classical here and Tesseract OSD is a child process per image, so its
 cost is in cpu_ms (this process's CPU and its children's) and model_load_ms is null.
@@ -27,9 +31,12 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from vision_bg import fresh, rss_mb, summary  # noqa: E402  # after the path setup above
 
-KINDS = {"type0": 0, "type2": 2}
-FEATURES = {"type0": "document correction, type 0 (crop + upright)",
-            "type2": "document correction, type 2 (crop + upright + enhance)"}  # fmt: skip
+KINDS = {"type0": 0, "type1": 1, "type2": 2, "type3": 3, "type4": 4}
+FEATURES = {"type0": "correction type 0 (document crop + upright)",
+            "type1": "correction type 1 (text enhancement)",
+            "type2": "correction type 2 (document crop + upright + enhance)",
+            "type3": "correction type 3 (product crop)",
+            "type4": "correction type 4 (product crop + background removal)"}  # fmt: skip
 
 
 def cpu_with_children() -> float:
@@ -78,10 +85,16 @@ def main() -> None:
     from documents import jpeg, page_on_photo
 
     runs, size = (1, (800, 600)) if a.smoke else (a.runs, (4000, 3000))
+    import pyvips
+
     with tempfile.TemporaryDirectory() as tmp:
-        photo = Path(tmp) / "page-on-photo.jpg"
-        photo.write_bytes(jpeg(page_on_photo(size)[0], 92))
-        for name in KINDS:
+        page = Path(tmp) / "page-on-photo.jpg"
+        page.write_bytes(jpeg(page_on_photo(size)[0], 92))
+        product = pyvips.Image.new_from_file(str(ROOT / "tests/images/vision/product.jpg"))
+        big = product.resize(size[0] / product.width, vscale=size[1] / product.height)
+        (shot := Path(tmp) / "product.jpg").write_bytes(big.write_to_buffer(".jpg[Q=92]"))
+        for name, kind in KINDS.items():
+            photo = page if kind <= 2 else shot
             print(json.dumps(fresh(case, name, str(photo), runs)), flush=True)
 
 

@@ -4,8 +4,8 @@ each feature in a fresh process of its own, and turns their JSON lines into one 
 g=smart line, the footprint table and the targets. Kept out of run.py, which is long enough.
 
 The scripts belong to several people: vision_faces.py (faceperf) and vision_ocr.py
-(rapidocr) are only read here, by their JSON keys; vision_correction.py (seed3) may not
-exist yet. A missing or failing script is reported in the table's notes, not raised.
+(rapidocr) are only read here, by their JSON keys. A missing or failing script is reported
+in the table's notes, not raised.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ SCRIPTS = {  # facts key -> (script, its arguments, in smoke mode)
     "bg": ("vision_bg.py", [], ["--smoke"]),
     "ocr": ("vision_ocr.py", [], []),  # no smoke mode of its own: the full run (~1 min)
     "doc": ("vision_doc.py", [], ["--smoke"]),
-    "correction": ("vision_correction.py", [], ["--smoke"]),  # seed3's, once it lands
+    "correction": ("vision_correction.py", [], ["--smoke"]),  # seed 003 over HTTP
     "footprint": ("vision_footprint.py", [], ["--smoke"]),
 }
 
@@ -125,7 +125,7 @@ def rows(facts: dict[str, Any]) -> list[Row]:
             )
     for r in facts["bg"] + facts["doc"]:
         out.append(
-            {**r, "source": "vision_doc.py" if r["case"] in ("type0", "type2") else "vision_bg.py"}
+            {**r, "source": "vision_doc.py" if r["case"].startswith("type") else "vision_bg.py"}
         )
     for r in facts["ocr"]:
         peak = f"{r['peak_rss_mb']}"
@@ -174,8 +174,14 @@ def report(facts: dict[str, Any]) -> list[str]:
         out.append(
             f"- cold delivery, {photo}: g=face {face} CPU ms against g=smart {smart}: {ratio} x"
         )
-    for r in facts["correction"]:
-        out.append(f"- vision_correction.py: {json.dumps(r)}")
+    http = {r["case"]: r for r in facts["correction"]}
+    if {"http_sync", "http_async"} <= set(http):
+        sync, late = http["http_sync"], http["http_async"]
+        out.append(
+            f"- seed 003 over HTTP (vision_correction.py), type 2 at {sync['megapixels']:g} MP: "
+            f"sync=1 {sync['latency_ms']} ms, sync=0 + polling every 20 ms "
+            f"{late['latency_ms']} ms end to end"
+        )
     out += [f"- note: {n}" for n in facts["notes"]]
     if "seconds" in facts:
         out.append(

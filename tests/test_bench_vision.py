@@ -32,7 +32,7 @@ def test_the_background_and_document_scripts_print_one_line_per_case_with_the_ta
     facts: dict[str, Any],
 ) -> None:
     assert [r["case"] for r in facts["bg"]] == ["baseline", "segmentation", "classical", "moderate"]
-    assert [r["case"] for r in facts["doc"]] == ["type0", "type2"]
+    assert [r["case"] for r in facts["doc"]] == ["type0", "type1", "type2", "type3", "type4"]
     for row in facts["bg"] + facts["doc"]:
         assert row.keys() >= TABLE_KEYS, row
         assert row["runs"] == 1
@@ -77,11 +77,13 @@ def test_the_table_has_a_row_per_feature_and_the_g_face_against_g_smart_line(
         "background removal, people",
         "background removal, product",
         "moderation",
-        "document correction, type 0",
-        "document correction, type 2",
+        "correction type 0 (document crop + upright)",
+        "correction type 2 (document crop + upright + enhance)",
+        "correction type 4 (product crop + background removal)",
     ):
         assert f"| {feature}" in text, feature
     assert "cold delivery, group: g=face" in text
+    assert "seed 003 over HTTP (vision_correction.py), type 2 at 0.48 MP: sync=1 " in text
     assert "| plain /t/ renders only |" in text
     assert "vision_ocr.py: not run (skipped)" in text
     met = {target: ok for target, _, ok in vision_report.targets(facts)}
