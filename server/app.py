@@ -34,6 +34,7 @@ from server.routes import (
     health,
     image_assets,
     image_urls,
+    imageprocessing,
     keys,
     processing,
     results,
@@ -107,6 +108,8 @@ def create_app(settings: Settings) -> Starlette:
         *processing_routes(),
         Route("/api/tasks/visual/correction", correction.create, methods=["POST"]),
         Route("/api/tasks/visual/correction/{task_id}", correction.query, methods=["GET"]),
+        Route("/image-processing", imageprocessing.pipeline, methods=["POST"]),
+        Route("/api/v1/image-processing/{operation}", imageprocessing.single, methods=["POST"]),
         *docs_routes(),  # /v1/openapi.json and /docs: public, they describe, they do not act
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
@@ -232,7 +235,7 @@ class RequestMiddleware:
         runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
         if runtime is not None:
             schema.CAPS.set({"output_side": runtime.limits.max_side})
-        sent: dict[str, object] = {"status": 0, "bytes": 0, "cache": None}
+        sent: dict[str, object] = {"status": 0, "bytes": 0, "cache": None, "id": correlation_id}
         body = {"in": 0, "out": 0}  # counted, not declared: a chunked body declares none
         head = scope["method"] == "HEAD"  # the app sends a body; the server drops it
 
@@ -245,7 +248,11 @@ class RequestMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((b"x-correlation-id", correlation_id.encode()))
+                own = [v for n, v in headers if n.lower() == b"x-correlation-id"]
+                if own:  # a drop-in's own form of it (seed 000's img_...): logged as sent
+                    sent["id"] = own[0].decode("latin-1")
+                else:
+                    headers.append((b"x-correlation-id", correlation_id.encode()))
                 headers += rate_limit_headers(scope)  # a keyed request's, errors too
                 message["headers"] = headers
                 sent["status"] = message["status"]
@@ -283,7 +290,7 @@ class RequestMiddleware:
                         "ms": round(elapsed * 1000, 1),
                         "cache": sent["cache"],
                         "bytes": sent["bytes"],
-                        "correlation_id": correlation_id,
+                        "correlation_id": sent["id"],
                     }
                 ).decode()
             )
