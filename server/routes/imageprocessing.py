@@ -11,7 +11,6 @@ envelope when asked; every error is `{success: false, error: <imgcdn code>, deta
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import secrets
@@ -31,7 +30,7 @@ from server.imaging.inspect import SourceInfo, probe
 from server.imaging.metadata import describe
 from server.imaging.vips import Cancel
 from server.json import NO_STORE, json_response
-from server.plan import Plan, compile_ops
+from server.plan import compile_ops
 from server.routes import imageprocessing_request as seed
 from server.routes.admin import public_base
 from server.routes.bodies import Body, read_request
@@ -167,7 +166,8 @@ async def _transform(
             headers["X-Image-Width"] = str(outcome.result.width)
             headers["X-Image-Height"] = str(outcome.result.height)
             return Response(outcome.body, media_type=outcome.result.mime, headers=headers)
-        answer = _described(rt, base, outcome, chosen, len(data), meta, steps)
+        url = results.public_url(rt, base, outcome.result)
+        answer = seed.described(outcome.result, outcome.body, url, chosen, len(data), meta, steps)
         return _envelope(answer, began, cid)
 
     return await _keyed(request, caller, body, fields, cid, run)
@@ -206,38 +206,6 @@ def _metadata(rt: Runtime, ref: Ref, prefix: str, began: float, cid: str) -> Any
         return _envelope(answer, began, cid)
 
     return run
-
-
-def _described(
-    rt: Runtime,
-    base: str,
-    outcome: process.Outcome,
-    plan: Plan,
-    source_bytes: int,
-    meta: dict[str, Any],
-    steps: list[seed.Step],
-) -> dict[str, Any]:
-    result = outcome.result
-    assert outcome.body is not None
-    return {
-        "processed_image": base64.b64encode(outcome.body).decode(),
-        "image_url": results.public_url(rt, base, result),
-        "size_bytes": result.bytes,
-        "original_size_bytes": source_bytes,
-        "dimensions": {"width": result.width, "height": result.height},
-        "format_info": {
-            "format": result.fmt,
-            "mime": result.mime,
-            "extension": result.ext,
-            "progressive": plan.progressive,
-            "exif_preserved": plan.keep_metadata,
-        },
-        # original / result: 4.0 means a quarter of the bytes (above 1 is smaller).
-        "compression_ratio": round(source_bytes / max(1, result.bytes), 3),
-        "quality_used": plan.quality,
-        "operations": [name for name, _ in steps],
-        "metadata": {name: meta["exif"].get(name, {}) for name in seed.GROUPS},
-    }
 
 
 def _envelope(data: dict[str, Any], began: float, cid: str) -> Response:

@@ -99,7 +99,7 @@ def openapi_paths() -> dict[str, Any]:
     single = _post(
         "Seed 000: one operation on one image",
         seed.SINGLE,
-        {"oneOf": [PROCESSED, METADATA]},
+        {"anyOf": [PROCESSED, METADATA]},
     )
     single["parameters"] = [
         {

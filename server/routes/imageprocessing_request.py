@@ -1,4 +1,5 @@
-"""Seed 000's request fields -> processing-API steps. Pure: no I/O, no Request.
+"""Seed 000's request fields -> processing-API steps, and a result -> its JSON `data`.
+Pure: no I/O, no Request.
 
 The seed's fields (`width`, `height`, `quality`, `format`, `x`, `y`, `preserve_exif`,
 `progressive`) and each op's own params (ops.py: `fit`, `sigma`, `direction`, ...) map onto
@@ -9,11 +10,14 @@ is the encoding's `keep_metadata`.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from server.errors import InvalidParam
 from server.imagerefs import REF
 from server.ops import FORMAT, MAX_STEPS, OPS, STEP_PARAMS
+from server.plan import Plan
+from server.results import Result
 from server.schema import Array, Bool, Choice, Custom, Field, Int, Obj, Text
 
 # The seed's operations, each one of our ops (metadata is the metadata engine's answer).
@@ -125,6 +129,38 @@ def single_steps(operation: str, fields: dict[str, Any]) -> tuple[list[Step], li
         raise InvalidParam(name, f"{operation} needs {name}")
     steps.append((operation, own))
     return steps, [""] * len(steps)
+
+
+def described(
+    result: Result,
+    body: bytes,
+    url: str,
+    plan: Plan,
+    source_bytes: int,
+    meta: dict[str, Any],
+    steps: list[Step],
+) -> dict[str, Any]:
+    """The JSON form's `data`: the result (`url` is its signed image_url) and the source's
+    metadata groups (`meta`: metadata.describe of the source)."""
+    return {
+        "processed_image": base64.b64encode(body).decode(),
+        "image_url": url,
+        "size_bytes": result.bytes,
+        "original_size_bytes": source_bytes,
+        "dimensions": {"width": result.width, "height": result.height},
+        "format_info": {
+            "format": result.fmt,
+            "mime": result.mime,
+            "extension": result.ext,
+            "progressive": plan.progressive,
+            "exif_preserved": plan.keep_metadata,
+        },
+        # original / result: 4.0 means a quarter of the bytes (above 1 is smaller).
+        "compression_ratio": round(source_bytes / max(1, result.bytes), 3),
+        "quality_used": plan.quality,
+        "operations": [name for name, _ in steps],
+        "metadata": {name: meta["exif"].get(name, {}) for name in GROUPS},
+    }
 
 
 def pipeline_steps(raw_steps: list[Any]) -> tuple[list[Step], list[str]]:
