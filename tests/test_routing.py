@@ -51,6 +51,8 @@ ROUTES = {
     "/v1/image/ocr": ("/v1/image/ocr", {"POST"}),
     "/api/tasks/visual/correction": ("/api/tasks/visual/correction", {"POST"}),
     "/api/tasks/visual/correction/{task_id}": ("/api/tasks/visual/correction/x", {"GET", "HEAD"}),
+    "/image-processing": ("/image-processing", {"POST"}),
+    "/api/v1/image-processing/{operation}": ("/api/v1/image-processing/resize", {"POST"}),
     # Later issues' endpoints answer 501 to GET and POST alike (vision).
     **{f"/v1/image/{path}": (f"/v1/image/{path}", {"GET", "HEAD", "POST"}) for path in ("tag",)},
 }
