@@ -36,6 +36,7 @@ from server.routes import (
     health,
     image_assets,
     image_urls,
+    imageprocessing,
     keys,
     processing,
     results,
@@ -112,6 +113,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/tasks/visual/correction/{task_id}", correction.query, methods=["GET"]),
         Route("/api/v1/compress", compression.compress, methods=["POST"]),
         Route("/api/image/editing/image-cropping", cropping.crop, methods=["POST"]),
+        Route("/image-processing", imageprocessing.pipeline, methods=["POST"]),
+        Route("/api/v1/image-processing/{operation}", imageprocessing.single, methods=["POST"]),
         *docs_routes(),  # /v1/openapi.json and /docs: public, they describe, they do not act
         *playground_routes(),  # /playground: public files; its calls need the pasted key
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
@@ -208,6 +211,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 Envelope = Callable[[ImgcdnError, str], Response]
 DROP_INS: tuple[tuple[str, Envelope], ...] = (
     (correction.PATH, lambda error, _: correction.error_envelope(error)),
+    ("/image-processing", imageprocessing.error_envelope),
+    ("/api/v1/image-processing", imageprocessing.error_envelope),
     (compression.PATH, lambda error, _: compression.error_envelope(error)),
     (cropping.PATH, cropping.error_envelope),
 )

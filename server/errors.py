@@ -328,3 +328,12 @@ class TaskNotFound(NotFound):
     """Seed 003: no correction task with this id, another key's, or one past its hour."""
 
     code = "task_not_found"
+
+
+class UnknownOperation(NotFound):
+    """Seed 000: /api/v1/image-processing/{operation} with an operation it does not have."""
+
+    code = "unknown_operation"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="operation")

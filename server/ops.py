@@ -152,7 +152,15 @@ OPS: dict[str, Op] = {
 }
 
 # Every op also takes the encoding (a single-op endpoint's body pasted into a step works).
-ENCODING: dict[str, Field] = {"format": FORMAT, "quality": QUALITY}
+ENCODING: dict[str, Field] = {
+    "format": FORMAT,
+    "quality": QUALITY,
+    "progressive": Bool("progressive JPEG / interlaced PNG and GIF (default false)"),
+    "keep_metadata": Bool(
+        "keep the source's EXIF (GPS included), XMP and IPTC; orientation is applied "
+        "(default false: stripped)"
+    ),
+}
 
 
 def step_fields(op: Op) -> Obj:

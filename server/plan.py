@@ -40,12 +40,16 @@ class Plan:
     auto_orient: bool = True
     background: tuple[int, int, int, int] | None = None  # flattening colour for JPEG
     matte: tuple[int, int, int, int] | None = None  # background_remove's, for JPEG only
+    progressive: bool = False
+    keep_metadata: bool = False  # EXIF/XMP/IPTC of the source written into the result
 
     def canonical(self, fmt: Format, marks: Mapping[int, str]) -> str:
         """The effective work, as a stable string: equal plans on equal bytes are one result.
         `marks` holds each watermark image's content hash by stage index."""
         parts = [f"fmt={fmt}", f"q={self.quality}", f"tb={self.target_bytes}"]
         parts += [f"orient={self.auto_orient}", f"bg={self.background}", f"matte={self.matte}"]
+        if self.progressive or self.keep_metadata:  # absent when off: old result ids hold
+            parts.append(f"progressive={self.progressive} keep={self.keep_metadata}")
         for index, stage in enumerate(self.stages):
             parts.append(repr(replace(stage, mark=None)) + f"@{marks.get(index, '-')}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -74,6 +78,10 @@ def _add(plan: Plan, name: str, p: dict[str, Any], limits: Limits, path: str) ->
         plan = replace(plan, fmt=p["format"])
     if "quality" in p:
         plan = replace(plan, quality=max(1, p["quality"]))
+    if "progressive" in p:
+        plan = replace(plan, progressive=p["progressive"])
+    if "keep_metadata" in p:
+        plan = replace(plan, keep_metadata=p["keep_metadata"])
     builder = _BUILDERS.get(name)
     if builder is None:  # compress / convert: encoding only
         if name == "compress" and "target_bytes" in p:

@@ -236,7 +236,8 @@ def anchors(markdown: Path) -> set[str]:
     return found
 
 
-LINKED = [ROOT / "README.md", *PAGES, ROOT / "deploy" / "README.md"]
+MIGRATING = sorted((DOCS / "migrating").glob("*.md"))  # one page per drop-in seed
+LINKED = [ROOT / "README.md", *PAGES, *MIGRATING, ROOT / "deploy" / "README.md"]
 
 
 @pytest.mark.parametrize("source", LINKED, ids=lambda p: str(p.relative_to(ROOT)))
@@ -257,6 +258,13 @@ def test_the_readme_links_to_every_docs_page():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for doc in PAGES:
         assert f"(docs/{doc.name})" in readme
+
+
+def test_the_migrating_index_links_to_every_seeds_page():
+    index = page("migrating.md")
+    assert len(MIGRATING) >= 3
+    for doc in MIGRATING:
+        assert f"(migrating/{doc.name})" in index
 
 
 def test_the_processing_examples_run_and_print_what_the_docs_show(tmp_path):

@@ -55,6 +55,8 @@ ROUTES = {
     "/api/tasks/visual/correction/{task_id}": ("/api/tasks/visual/correction/x", {"GET", "HEAD"}),
     "/api/v1/compress": ("/api/v1/compress", {"POST"}),
     "/api/image/editing/image-cropping": ("/api/image/editing/image-cropping", {"POST"}),
+    "/image-processing": ("/image-processing", {"POST"}),
+    "/api/v1/image-processing/{operation}": ("/api/v1/image-processing/resize", {"POST"}),
     # Later issues' endpoints answer 501 to GET and POST alike (vision).
     **{f"/v1/image/{path}": (f"/v1/image/{path}", {"GET", "HEAD", "POST"}) for path in ("tag",)},
 }
@@ -71,6 +73,8 @@ DROP_IN_405 = {
     "/api/tasks/visual/correction": (lambda body: body["data"]["code"], 405),
     "/api/v1/compress": (lambda body: body["error"], 400),  # seed 001's table has no 405
     "/api/image/editing/image-cropping": (lambda body: body["error_detail"]["code"], 405),
+    "/image-processing": (lambda body: body["error"], 405),
+    "/api/v1/image-processing": (lambda body: body["error"], 405),
 }
 
 

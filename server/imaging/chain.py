@@ -89,7 +89,12 @@ def render_chain(
         matte = plan.matte if fmt not in ALPHA else None
         final = _job(TransformSpec(bg=plan.background or matte), fmt, options)
         out = cancel.watch(pipeline.flatten(out, final))
-        spec = TransformSpec(quality=plan.quality, maxbytes=plan.target_bytes)
+        spec = TransformSpec(
+            quality=plan.quality,
+            maxbytes=plan.target_bytes,
+            progressive=plan.progressive,
+            meta="keep" if plan.keep_metadata else "strip",
+        )
         body = encode.encode(out, fmt, spec, options, palette=info.palette)
     except MaxBytesUnreachable:
         hint = "resize it smaller first" if fmt != "gif" else "pick a lossy format or resize"

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.errors import NotFound
 from server.openapi import document
+from server.routes import imageprocessing_openapi
 from server.routes.catalog import OPERATIONS, REFINED
 
 # Every route under these is documented, and must be in the catalog (seed 003's too).
@@ -61,7 +62,9 @@ def build(routes: list[BaseRoute]) -> dict[str, Any]:
         "description": "Image delivery, admin and processing APIs. Generated from the "
         "definitions the server validates with; rendered at /docs.",
     }
-    return document(documented_routes(routes), OPERATIONS, info, REFINED)
+    doc = document(documented_routes(routes), OPERATIONS, info, REFINED)
+    doc["paths"].update(imageprocessing_openapi.openapi_paths())  # seed 000's drop-in (§10)
+    return doc
 
 
 async def openapi_json(request: Request) -> Response:
