@@ -130,6 +130,8 @@ def create_app(settings: Settings) -> Starlette:
     # An image origin never redirects on its own: starlette's redirect would build Location
     # from the Host header, and a cache in front could keep it. A JSON 404 says what is wrong.
     app.router.redirect_slashes = False
+    # idempotency.py keeps a 4xx for replay as this path answers it (a drop-in's envelope).
+    app.state.error_answer = _error_answer
     app.add_middleware(RequestMiddleware)
     return app
 

@@ -27,7 +27,6 @@ from server.errors import (
     InvalidParam,
     StateUnavailable,
 )
-from server.json import error_response
 from server.runtime import Runtime
 from server.state.base import Stored
 
@@ -83,7 +82,10 @@ async def idempotent(
         if exc.status >= 500 or exc.status in RETRYABLE_4XX:
             await _release(rt, scope, claim.token)
             raise
-        response = error_response(exc)
+        # Kept as the path answers it: a drop-in's envelope replays as its envelope.
+        response = request.app.state.error_answer(
+            request.url.path, exc, request.scope["state"]["correlation_id"]
+        )
     except BaseException:
         await _release(rt, scope, claim.token)
         raise

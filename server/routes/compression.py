@@ -83,13 +83,6 @@ def error_envelope(error: ImgcdnError) -> Response:
 
 async def compress(request: Request) -> Response:
     """The image resized and encoded as asked, as bytes."""
-    try:
-        return await _compress(request)
-    except ImgcdnError as exc:
-        return error_envelope(exc)
-
-
-async def _compress(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     limit = min(MAX_BYTES, rt.settings.max_source_bytes)
     body = await _read(request, limit)

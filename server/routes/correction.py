@@ -67,28 +67,18 @@ def error_envelope(error: ImgcdnError) -> Response:
     return envelope(error.status, error.message, data, headers)
 
 
-async def create(request: Request) -> Response:
-    """Create a visual correction task; sync=1 answers with its result."""
-    try:
-        return await _create(request)
-    except ImgcdnError as exc:
-        return error_envelope(exc)
-
-
 async def query(request: Request) -> Response:
     """An async task's state, and its image once done."""
-    try:
-        rt: Runtime = request.app.state.runtime
-        caller = await auth.authenticate(request, "image.process")
-        task = await tasks.get(rt, request.path_params["task_id"], caller.key_id)
-        data = await tasks.public(rt, task, public_base(request))
-        # The seed: 200 is the request's success; a failed task says why in `message`.
-        return envelope(200, task.error or "success", data, {})
-    except ImgcdnError as exc:
-        return error_envelope(exc)
+    rt: Runtime = request.app.state.runtime
+    caller = await auth.authenticate(request, "image.process")
+    task = await tasks.get(rt, request.path_params["task_id"], caller.key_id)
+    data = await tasks.public(rt, task, public_base(request))
+    # The seed: 200 is the request's success; a failed task says why in `message`.
+    return envelope(200, task.error or "success", data, {})
 
 
-async def _create(request: Request) -> Response:
+async def create(request: Request) -> Response:
+    """Create a visual correction task; sync=1 answers with its result."""
     rt: Runtime = request.app.state.runtime
     fields, upload = await _read(request, min(MAX_BYTES, rt.settings.max_source_bytes))
     caller = await auth.authenticate(request, "image.process", fields)
@@ -98,12 +88,7 @@ async def _create(request: Request) -> Response:
         raise InvalidParam("return_type", "return_type 3 (binary) is only for sync=1")
 
     async def answer() -> Response:
-        try:
-            return await _answer(request, rt, caller, ref, options)
-        except ImgcdnError as exc:  # kept for a replay as it is sent: in the envelope
-            if exc.status >= 500 or exc.status in idempotency.RETRYABLE_4XX:
-                raise  # released by idempotent(): a retry runs again
-            return error_envelope(exc)
+        return await _answer(request, rt, caller, ref, options)
 
     keyed = "idempotency-key" in request.headers
     # Without a key the fingerprint is not read: skip hashing the input.

@@ -84,14 +84,7 @@ def error_envelope(error: ImgcdnError, request_id: str = "") -> Response:
 
 async def crop(request: Request) -> Response:
     """The image scaled into width x height, padded, at a URL valid 24 hours."""
-    request_id = str(getattr(request.state, "correlation_id", ""))
-    try:
-        return await _crop(request, request_id)
-    except ImgcdnError as exc:
-        return error_envelope(exc, request_id)
-
-
-async def _crop(request: Request, request_id: str) -> Response:
+    request_id = str(request.state.correlation_id)
     rt: Runtime = request.app.state.runtime
     if media_type(request) != "multipart/form-data":
         raise unsupported_body(request, "multipart/form-data (image, width, height)")

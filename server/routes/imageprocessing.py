@@ -63,36 +63,30 @@ def error_envelope(error: ImgcdnError, cid: str) -> Response:
 async def single(request: Request) -> Response:
     """One operation (the path's) on one image: multipart `image` or `image_url`."""
     began, cid = time.perf_counter(), correlation_id(request)
-    try:
-        operation = request.path_params["operation"]
-        if operation not in seed.ENDPOINTS:
-            raise UnknownOperation(
-                f"no operation {operation!r}; the operations are {', '.join(seed.ENDPOINTS)}"
-            )
-        scope = "image.metadata" if operation == "metadata" else "image.process"
-        rt, body, caller = await _begin(request, scope)
-        fields = seed.SINGLE.check(body.fields, "", body.text)
-        ref = _source(fields, body)
-        if operation == "metadata":
-            run = _metadata(rt, ref, caller.prefix, began, cid)
-            return await _keyed(request, caller, body, fields, cid, run)
-        steps, paths = seed.single_steps(operation, fields)
-        return await _transform(request, rt, caller, body, fields, ref, steps, paths, began, cid)
-    except ImgcdnError as exc:
-        return error_envelope(exc, cid)
+    operation = request.path_params["operation"]
+    if operation not in seed.ENDPOINTS:
+        raise UnknownOperation(
+            f"no operation {operation!r}; the operations are {', '.join(seed.ENDPOINTS)}"
+        )
+    scope = "image.metadata" if operation == "metadata" else "image.process"
+    rt, body, caller = await _begin(request, scope)
+    fields = seed.SINGLE.check(body.fields, "", body.text)
+    ref = _source(fields, body)
+    if operation == "metadata":
+        run = _metadata(rt, ref, caller.prefix, began, cid)
+        return await _keyed(request, caller, body, fields, cid, run)
+    steps, paths = seed.single_steps(operation, fields)
+    return await _transform(request, rt, caller, body, fields, ref, steps, paths, began, cid)
 
 
 async def pipeline(request: Request) -> Response:
     """`operations` in order on one image, encoded once at the end as `output` says."""
     began, cid = time.perf_counter(), correlation_id(request)
-    try:
-        rt, body, caller = await _begin(request, "image.process")
-        fields = seed.PIPELINE.check(body.fields, "", body.text)
-        steps, paths = seed.pipeline_steps(fields["operations"])
-        ref = _source(fields, body)
-        return await _transform(request, rt, caller, body, fields, ref, steps, paths, began, cid)
-    except ImgcdnError as exc:
-        return error_envelope(exc, cid)
+    rt, body, caller = await _begin(request, "image.process")
+    fields = seed.PIPELINE.check(body.fields, "", body.text)
+    steps, paths = seed.pipeline_steps(fields["operations"])
+    ref = _source(fields, body)
+    return await _transform(request, rt, caller, body, fields, ref, steps, paths, began, cid)
 
 
 async def _begin(request: Request, scope: str) -> tuple[Runtime, Body, auth.Caller]:
@@ -225,20 +219,12 @@ async def _keyed(
     cid: str,
     run: Any,
 ) -> Response:
-    """`run` under the request's Idempotency-Key; its errors in the seed's envelope (a
-    4xx is kept and replayed as the first answer was, a 5xx is not)."""
-
-    async def enveloped() -> Response:
-        try:
-            response: Response = await run()
-        except ImgcdnError as exc:
-            return error_envelope(exc, cid)
-        return response
-
+    """`run` under the request's Idempotency-Key (a 4xx is kept and replayed in the seed's
+    envelope, as app.py answers this path; a 5xx is not kept)."""
     keyed = "idempotency_key" in fields or "idempotency-key" in request.headers
     fingerprint = _fingerprint(request, body) if keyed else b""
     response = await idempotency.idempotent(
-        request, caller, request.url.path, fields.get("idempotency_key"), fingerprint, enveloped
+        request, caller, request.url.path, fields.get("idempotency_key"), fingerprint, run
     )
     return response
 
