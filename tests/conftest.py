@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -183,6 +184,19 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def http_origin(handler: type[BaseHTTPRequestHandler], path: str = "/") -> Iterator[str]:
+    """A local HTTP server running `handler` in threads, for image_url sources; yields the
+    URL of `path` on it (127.0.0.1: tests allow private sources to reach it)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_until(check: Callable[[], bool], seconds: float = 20.0) -> None:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pyvips
-from conftest import IMAGES, free_port, wait_until
+from conftest import IMAGES, free_port, http_origin, wait_until
 from redisproc import RedisProcess
 from test_jobs_embedded_kill import serve, up
 from test_server import serving
@@ -39,15 +37,8 @@ class _Origin(BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/product.jpg"
-    finally:
-        server.shutdown()
-        server.server_close()
+def origin() -> contextlib.AbstractContextManager[str]:
+    return http_origin(_Origin, "/product.jpg")
 
 
 def key_of(data_dir: Path) -> dict[str, str]:

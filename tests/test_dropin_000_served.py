@@ -14,10 +14,7 @@ PHOTO = (IMAGES / "photo.jpg").read_bytes()  # 800 x 600
 
 def test_the_seeds_example_request_works_against_imgcdn_serve(tmp_path):
     with serving(tmp_path) as served, httpx.Client(base_url=served.base, timeout=60) as http:
-        admin = {"Authorization": f"Bearer {served.token}"}
-        created = http.post("/v1/keys", json={"name": "seed000"}, headers=admin)
-        assert created.status_code == 201, created.text
-        key = created.json()["key"]
+        key = served.new_key("seed000")
         # The seed: POST /api/v1/image-processing/resize?api_key=YOUR_API_KEY, multipart,
         # image=<binary-file-data>, width=800, height=600.
         r = http.post(

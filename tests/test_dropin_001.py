@@ -4,15 +4,14 @@ format, the binary answer, and the seed's JSON errors with imgcdn's code inside.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx2 as httpx
 import pytest
-from conftest import IMAGES, TOKEN, decode, loader, wait_until
+from conftest import IMAGES, TOKEN, decode, http_origin, loader, wait_until
 from starlette.testclient import TestClient
 from test_dropin_004 import stored
 from test_server import Served, serving
@@ -41,11 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def test_the_seeds_request_over_imgcdn_serve_answers_the_compressed_bytes(served: Served) -> None:
-    key = httpx.post(
-        f"{served.base}/v1/keys",
-        json={"name": "seed-001"},
-        headers={"Authorization": f"Bearer {served.token}"},
-    ).json()["key"]
+    key = served.new_key("seed-001")
     # The seed's fields as its users send them: appkey, a multipart file, a bound, quality
     # and format; only the base URL and the key are imgcdn's.
     r = httpx.post(
@@ -122,13 +117,8 @@ class _Photo(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def photo_url() -> Iterator[str]:
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Photo)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{origin.server_port}/photo.jpg"
-    finally:
-        origin.shutdown()
-        origin.server_close()
+    with http_origin(_Photo, "/photo.jpg") as url:
+        yield url
 
 
 def test_image_url_works_as_a_form_field_and_in_json(make_client: Any, photo_url: str) -> None:
@@ -164,20 +154,14 @@ class _Endless(BaseHTTPRequestHandler):
 
 
 def test_a_fetched_image_stops_at_the_seeds_10_mb_not_the_servers_limit(make_client: Any) -> None:
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
     client = make_client(allow_private_sources=True)  # IMGCDN_MAX_SOURCE_BYTES: 50 MB
-    try:
-        url = f"http://127.0.0.1:{origin.server_port}/big.jpg"
+    with http_origin(_Endless, "/big.jpg") as url:
         r = client.post(PATH, data={"appkey": TOKEN, "image_url": url})
         assert error_of(r, 400)["error"] == "source_too_large"
         assert error_of(r, 400)["param"] == "image_url"
         wait_until(lambda: bool(_Endless.sent), 10)
         # 10 MiB read, plus what the loopback's socket buffers took: far below 50 MB.
         assert _Endless.sent and _Endless.sent[0] < 30 * 1024 * 1024
-    finally:
-        origin.shutdown()
-        origin.server_close()
 
 
 def error_of(r: Any, status: int) -> dict[str, Any]:

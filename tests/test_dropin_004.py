@@ -75,11 +75,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def test_the_seeds_request_over_imgcdn_serve_answers_the_seeds_envelope(served: Served) -> None:
-    key = httpx.post(
-        f"{served.base}/v1/keys",
-        json={"name": "seed-004"},
-        headers={"Authorization": f"Bearer {served.token}"},
-    ).json()["key"]
+    key = served.new_key("seed-004")
     photo = (IMAGES / "photo.jpg").read_bytes()
     # The seed's request as its sample code sends it: only the base URL and key changed.
     r = httpx.post(

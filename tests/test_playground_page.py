@@ -148,8 +148,7 @@ def test_an_api_key_gets_a_signed_url_that_serves_and_the_unsigned_one_would_not
         with httpx.Client(base_url=served.base, timeout=30) as http:
             photo = (IMAGES / "photo.jpg").read_bytes()
             assert http.put("/v1/assets/photo.jpg", content=photo, headers=admin).is_success
-            made = http.post("/v1/keys", json={"name": "playground"}, headers=admin)
-            api_key = made.json()["key"]
+            api_key = served.new_key("playground")
         with browsing(served.base) as browsed:
             use_key(browsed, api_key)
             browsed.width_becomes("#result", 800)
