@@ -46,9 +46,15 @@ def test_a_key_in_the_query_of_a_failed_request_is_in_no_nginx_log(kind: str, tm
             http.get(f"/v1/image/list?limit=1&appkey={second}"),
             http.get(f"/t/_/a.jpg?w=10&api_key={first}"),  # through the miss gate
             http.get(f"/r/abc.jpg?exp=1&sig=x&APPKEY={second}"),
+            # The drop-ins whose seeds put the key in the query (000: api_key, 001: appkey).
+            http.post(f"/api/v1/compress?appkey={second}", data={"maxWidth": "1"}),
+            http.post(f"/api/v1/image-processing/resize?api_key={first}", data={"width": "1"}),
+            http.post(f"/image-processing?api_key={first}", json={"operations": []}),
+            http.post(f"/api/tasks/visual/correction?api_key={first}", data={"sync": "1"}),
+            http.post(f"/api/image/editing/image-cropping?appkey={second}", data={"width": "1"}),
         ]
     # nginx has stopped: every buffered access-log line is written.
-    assert [a.status_code for a in answers] == [503] * 4
+    assert [a.status_code for a in answers] == [503] * 9
     written = logs_of(prefix)
     assert written, "nginx wrote no log at all"
     for name, text in written.items():
@@ -64,3 +70,6 @@ def test_a_key_in_the_query_of_a_failed_request_is_in_no_nginx_log(kind: str, tm
     assert failed, f"no access-log line for the failed request:\n{written}"
     assert failed[0]["uri"] == "/v1/image/resize?(query not logged: it holds a key)"
     assert failed[0]["status"] == 503 and "502" in failed[0]["upstream_status"]
+    for path in ("/api/v1/compress", "/api/v1/image-processing/resize", "/image-processing"):
+        [line] = [line for line in lines if line["uri"].startswith(path)]
+        assert line["uri"] == f"{path}?(query not logged: it holds a key)"
