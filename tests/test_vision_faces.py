@@ -79,6 +79,24 @@ def test_a_photo_without_people_has_no_faces() -> None:
     assert faces.detect(pyvips.Image.new_from_file(str(IMAGES / "photo.jpg"))) == []
 
 
+@pytest.mark.parametrize("photo", ["vision/astronaut.png", "vision/group.jpg", "photo.jpg"])
+def test_the_onnx_model_answers_as_the_tflite_it_was_converted_from(photo: str) -> None:
+    # The .tflite run by OpenCV's dnn (how detection ran before the conversion) against the
+    # .onnx run by onnxruntime, on the same real photo letterboxed to 192 px.
+    cv2 = pytest.importorskip("cv2")
+    image = pyvips.Image.thumbnail(str(IMAGES / photo), faces.SIZE)
+    rgb = faces._array(faces._rgb(image), 1.0)
+    scores, boxes = faces._detector().infer(rgb)
+    canvas = np.zeros((faces.SIZE, faces.SIZE, 3), np.uint8)
+    canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
+    net = cv2.dnn.readNetFromTFLite(str(models.path("face_detection_full_range.tflite")))
+    net.setInput(cv2.dnn.blobFromImage(canvas, 1 / 127.5, size=(192, 192), mean=(127.5,) * 3))
+    raw = sorted(net.forward(net.getUnconnectedOutLayersNames()), key=lambda a: a.shape[-1])
+    assert np.abs(raw[0].reshape(-1) - scores).max() < 1e-3  # logits, range about -60..3
+    assert np.abs(raw[1].reshape(-1, 16) - boxes).max() < 1e-2  # pixels at 192
+    assert (scores > 0).any() == (photo != "photo.jpg")  # a face scores over 0.5 or none does
+
+
 def test_boxes_are_cached_per_key_and_scale_to_any_size_of_the_same_image() -> None:
     image = pyvips.Image.new_from_file(str(VISION / "astronaut.png"))
     key = ("test", "astronaut-cache")
@@ -206,7 +224,9 @@ def test_blur_faces_on_an_animation_looks_at_every_frame(uploaded: TestClient) -
     assert decode(r.content).get("n-pages") == 6
 
 
-def test_a_worker_that_serves_no_face_url_never_imports_opencv(tmp_path: Path) -> None:
+def test_a_worker_that_serves_no_face_url_never_imports_onnxruntime_or_opencv(
+    tmp_path: Path,
+) -> None:
     # In a fresh interpreter: this test process has loaded the model already.
     script = f"""
 import sys
@@ -220,9 +240,9 @@ with TestClient(create_app(settings)) as client:
     data = open({str(IMAGES / "photo.jpg")!r}, "rb").read()
     assert client.put("/v1/assets/p.jpg", content=data, headers={AUTH!r}).status_code in (200, 201)
     assert client.get("/t/_/p.jpg?w=200&h=200&g=smart").status_code == 200
-print("cv2" in sys.modules, sorted(models.loaded()))
+print("onnxruntime" in sys.modules, "cv2" in sys.modules, sorted(models.loaded()))
 """
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
-    assert out.stdout.strip().splitlines()[-1] == "False []"
+    assert out.stdout.strip().splitlines()[-1] == "False False []"

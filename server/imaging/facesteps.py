@@ -35,7 +35,7 @@ def framing_side() -> int:
     """The long side framing detection looks at: an image at least this large gives the
     answer any larger one of the same photo gives (detection shrinks both to it)."""
     try:
-        from server.vision import faces  # here, so a process that never asks imports no cv2
+        from server.vision import faces  # here: a process that never asks imports no onnxruntime
     except ImportError as exc:
         raise _unavailable(exc) from exc
     return faces.WORK
@@ -102,9 +102,7 @@ def cover_on_faces(
 
 
 def _unavailable(exc: ImportError) -> NotAvailable:
-    return NotAvailable(
-        f"face detection needs opencv-python-headless, which is not installed ({exc.name})"
-    )
+    return NotAvailable(f"face detection needs onnxruntime, which is not installed ({exc.name})")
 
 
 def _scaled(b: Box, s: float) -> tuple[float, float, float, float]:

@@ -1,4 +1,8 @@
-"""Face detection (SPEC §9): MediaPipe's BlazeFace full-range model run by OpenCV's dnn.
+"""Face detection (SPEC §9): MediaPipe's BlazeFace full-range model run by onnxruntime.
+
+The model is the ONNX conversion of MediaPipe's .tflite (server/vision/models/SOURCES.md):
+onnxruntime runs it in ~2 ms of CPU where OpenCV's dnn took ~6 ms on the .tflite, with the
+same outputs to 1e-4 (tests/test_vision_faces.py compares the two on real photos).
 
 `detect(image)` answers the faces of a pyvips image as pixel boxes. The model sees 192x192:
 the whole image once, then, when the image is big enough for it to matter, 2x2 overlapping
@@ -18,15 +22,16 @@ import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 import pyvips
 from cachetools import LRUCache
 
 from server.vision import models
 
-MODEL_FILE = "face_detection_full_range.tflite"
+MODEL_FILE = "face_detection_full_range.onnx"
+SCORES, BOXES = "reshaped_classifier_face_4", "reshaped_regressor_face_4"  # the model's outputs
 SIZE = 192  # the model's input side
 GRID = SIZE // 4  # one anchor per 4x4 cell
 MIN_SCORE = 0.5  # MediaPipe's own threshold for this model
@@ -34,6 +39,7 @@ MIN_SCORE = 0.5  # MediaPipe's own threshold for this model
 # stay under ~0.15 (tests/images, the bench corpus). Framing tiles only where such hints are.
 HINT_SCORE = 0.2
 NMS_IOU = 0.3
+REDUCE_MOST = 6  # the largest downscale factor done by one reduce pass (see _smaller)
 TILE_OVERLAP = 0.2  # a face on a tile seam is whole in one of the tiles
 # Tiles per side: framing looks closer with 2x2 (faces from ~4 % of the long side), blurring
 # with 3x3 (from ~2.5 %: the small faces at the back of a group photo).
@@ -74,35 +80,42 @@ class _Found:
 
 class _Detector:
     def __init__(self) -> None:
-        # The render pool's threads are the parallelism: OpenCV's own pool doubled the CPU
-        # of an inference on 2 cores for no gain in wall time (bench/vision_faces.py).
-        cv2.setNumThreads(1)
-        net = cv2.dnn.readNetFromTFLite(str(models.path(MODEL_FILE)))
-        self.net = net
-        self.outputs = net.getUnconnectedOutLayersNames()
-        # One Net is not safe to run from two render threads at once; an inference is
-        # ~10 ms, so a lock costs less than a copy of the model per thread.
-        self.lock = threading.Lock()
+        options = ort.SessionOptions()
+        # The render pool's threads are the parallelism: one thread per inference, as the
+        # renders themselves run. A session may run from several threads at once, so no lock.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        # ALL (with its layout rewrites) runs this model 3x faster than BASIC or EXTENDED. The
+        # arena stays on: the input size never changes, and without it a run was slower for
+        # no less RSS (measured: ~34 MB for import, session and runs either way).
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(models.path(MODEL_FILE)), options, providers=["CPUExecutionProvider"]
+        )
+        self.input = self.session.get_inputs()[0].name
         cells = (np.arange(GRID, dtype=np.float32) + 0.5) / GRID
         xs, ys = np.meshgrid(cells, cells)
         self.anchors = np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+    def infer(self, rgb: npt.NDArray[np.uint8]) -> tuple[Array, Array]:
+        """The model's raw score logits (2304) and box regressions (2304 x 16) for an RGB
+        array at most SIZE x SIZE, letterboxed at the top left."""
+        height, width = rgb.shape[:2]
+        # NCHW in -1..1; the padding is -1, as MediaPipe pads.
+        blob = np.full((1, 3, SIZE, SIZE), -1, np.float32)
+        blob[0, :, :height, :width] = rgb.transpose(2, 0, 1) * np.float32(1 / 127.5) - 1
+        scores, boxes = self.session.run([SCORES, BOXES], {self.input: blob})
+        return scores.reshape(-1), boxes.reshape(-1, 16)
 
     def run(self, rgb: npt.NDArray[np.uint8]) -> tuple[list[_Found], list[tuple[float, float]]]:
         """Faces in an RGB array whose longer side is SIZE, and the centres of the anchors
         that scored over HINT_SCORE, both in fractions of that array."""
         rgb = rgb[:SIZE, :SIZE]  # resize may round a side up to SIZE + 1
         height, width = rgb.shape[:2]
-        # Letterbox at the top left: padding is -1 after scaling, as MediaPipe pads.
-        canvas = np.zeros((SIZE, SIZE, 3), np.uint8)
-        canvas[:height, :width] = rgb
-        blob = cv2.dnn.blobFromImage(canvas, 1 / 127.5, (SIZE, SIZE), (127.5, 127.5, 127.5))
-        with self.lock:
-            self.net.setInput(blob)
-            raw = self.net.forward(self.outputs)
-        scores_raw, boxes_raw = (raw[0], raw[1]) if raw[0].shape[-1] == 1 else (raw[1], raw[0])
-        scores = 1 / (1 + np.exp(-np.clip(scores_raw.reshape(-1), -80, 80)))
+        scores_raw, boxes_raw = self.infer(rgb)
+        scores = 1 / (1 + np.exp(-np.clip(scores_raw, -80, 80)))
         keep = np.flatnonzero(scores > MIN_SCORE)
-        regs = boxes_raw.reshape(-1, 16)[keep] / SIZE
+        regs = boxes_raw[keep] / SIZE
         centres = regs[:, 0:2] + self.anchors[keep]
         half = regs[:, 2:4] / 2
         sx, sy = SIZE / width, SIZE / height  # back to fractions of the unpadded image
@@ -231,13 +244,23 @@ def _rgb(image: pyvips.Image) -> pyvips.Image:
 
 def _array(image: pyvips.Image, scale: float) -> npt.NDArray[np.uint8]:
     if scale < 1:
-        image = image.resize(scale, kernel="linear")
+        image = _smaller(image, scale)
     out: npt.NDArray[np.uint8] = np.ndarray(
         buffer=image.write_to_memory(),
         dtype=np.uint8,
         shape=(image.height, image.width, 3),
     )
     return out
+
+
+def _smaller(image: pyvips.Image, scale: float) -> pyvips.Image:
+    """`image` scaled down by `scale` for the model. A plain `reduce` (one antialiased linear
+    pass) costs half of `resize` (an integer box shrink, then that pass) for the factors
+    detection sees, 800 -> 192 px in a cold g=face; past REDUCE_MOST its kernel grows wider
+    than a box shrink's single read of each pixel, so `resize` takes over."""
+    if 1 / scale <= REDUCE_MOST:
+        return image.reduce(1 / scale, 1 / scale, kernel="linear")
+    return image.resize(scale, kernel="linear")
 
 
 def _merge(found: list[_Found]) -> list[_Found]:
