@@ -61,7 +61,8 @@ def install_lines() -> list[dict[str, Any]]:
         paths = [SITE / d for d in dirs if (SITE / d).exists()]
         lines.append({"kind": "install", "what": name, "from": "PyPI", "installed": bool(paths),
                       "mb": du_mb(paths) if paths else 0.0})  # fmt: skip
-    for model in sorted((ROOT / "server/vision/models").glob("*.tflite")):
+    models = sorted((ROOT / "server/vision/models").iterdir())
+    for model in (m for m in models if m.suffix in (".tflite", ".onnx")):
         lines.append({"kind": "install", "what": f"repo: {model.name}", "from": "repo",
                       "installed": True, "mb": du_mb([model])})  # fmt: skip
     dpkg = shutil.which("dpkg-query")
