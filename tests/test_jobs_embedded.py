@@ -216,3 +216,39 @@ def test_the_sweep_drops_jobs_ended_longer_ago_than_the_keep_and_nothing_else(
         await store.close()
 
     asyncio.run(run())
+
+
+def test_a_task_that_meets_the_store_down_is_left_unacked_with_one_warning_line(settings, caplog):
+    """The broker hands the message out again (the lease, a dead consumer's claim); taskiq
+    would log a traceback for the exception, as if something were broken."""
+    from types import SimpleNamespace
+
+    from server.errors import StateUnavailable
+    from server.jobs.engine import Engine
+
+    async def scenario() -> list[str]:
+        engine = Engine.build(settings, None)
+
+        async def down(*args: object) -> None:
+            raise StateUnavailable("jobs: start_item failed: ConnectionError")
+
+        engine.store.start_item = down  # type: ignore[method-assign]
+        acked: list[str] = []
+
+        async def ack() -> None:
+            acked.append("ack")
+
+        context = SimpleNamespace(message=SimpleNamespace(labels={}), ack=ack)
+        await engine.run_item_task.original_func("job_1", 0, context)
+        await engine.store.close()
+        return acked
+
+    settings.data_dir.mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="imgcdn"):
+        acked = asyncio.run(scenario())
+
+    assert acked == []  # not acked: the message runs again
+    assert [r.getMessage() for r in caplog.records] == [
+        "jobs: item job_1 left for redelivery: jobs: start_item failed: ConnectionError"
+    ]
+    assert not any(r.exc_info for r in caplog.records)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -86,6 +87,17 @@ def backends(settings: Settings, redis: Redis | None) -> tuple[JobStore, AsyncBr
     )
 
 
+@contextlib.asynccontextmanager
+async def _left_for_redelivery(what: str, ident: str) -> AsyncIterator[None]:
+    """A task that meets the job store down is left unacked: the broker hands its message
+    out again (the lease, a dead consumer's claim). An expected outage, so one warning line,
+    not the traceback taskiq would log for an exception out of the task."""
+    try:
+        yield
+    except StateUnavailable as exc:
+        log.warning("jobs: %s %s left for redelivery: %s", what, ident, exc)
+
+
 class Engine:
     """The broker, the store, the two tasks, and the receiver of one process."""
 
@@ -96,10 +108,12 @@ class Engine:
 
         # Plain functions: taskiq renames what it registers, which a bound method refuses.
         async def run_item(job_id: str, index: int, context: Context = CONTEXT) -> None:
-            await self._run_item(job_id, index, context)
+            async with _left_for_redelivery("item", job_id):
+                await self._run_item(job_id, index, context)
 
         async def deliver_webhook(job_id: str, context: Context = CONTEXT) -> None:
-            await self._deliver_webhook(job_id, context)
+            async with _left_for_redelivery("webhook", job_id):
+                await self._deliver_webhook(job_id, context)
 
         self.run_item_task = broker.register_task(run_item, task_name="imgcdn.run_item")
         self.webhook_task = broker.register_task(
@@ -111,8 +125,9 @@ class Engine:
             from server.routes import correction_tasks
 
             assert self.rt is not None
-            await correction_tasks.execute(self.rt, task_id)
-            await context.ack()
+            async with _left_for_redelivery("correction task", task_id):
+                await correction_tasks.execute(self.rt, task_id)
+                await context.ack()
 
         self.correction_task = broker.register_task(
             run_correction, task_name="imgcdn.run_correction"
