@@ -30,6 +30,10 @@ OCR_CASES = {  # vision_ocr.py case -> the table's feature
     "corners": "document corners (full-size decode included)",
     "correct": "document corners + warp + upright + enhance",
     "correct_ocr": "the same, then OCR",
+    "ocr_sign": "OCR (Tesseract), a sign photographed at an angle",
+    "rapid_photo": "OCR (rapidocr), photo of a page",
+    "rapid_scan": "OCR (rapidocr), 12 MP flat scan",
+    "rapid_sign": "OCR (rapidocr), a sign photographed at an angle",
 }
 FACES = {  # vision_faces.py measure -> the table's feature
     "face_detection_12mp": "face detection (7 faces; decode shrunk on load + detect)",
