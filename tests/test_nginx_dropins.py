@@ -249,6 +249,18 @@ def test_a_raw_uri_that_only_normalises_to_a_seeds_path_is_refused_in_its_envelo
     assert upstream("/") == []
 
 
+@pytest.mark.parametrize("seed_path", [COMPRESS, CROPPING, PIPELINE])
+def test_a_path_below_a_seeds_endpoint_is_a_not_found_in_its_envelope(
+    front: Front,  # noqa: F811
+    seed_path: str,
+    upstream,  # noqa: F811
+):
+    r = httpx.post(f"{base(front)}{seed_path}/x", timeout=30)
+    _, code, _ = envelope(seed_path, r)
+    assert code == "not_found" and r.status_code == (400 if seed_path == COMPRESS else 404)
+    assert upstream("/") == []
+
+
 @pytest.fixture(params=["repo", "k8s"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
