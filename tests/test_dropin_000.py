@@ -296,4 +296,8 @@ def test_a_pipeline_step_error_names_the_step_and_field_as_sent(client, key):
         f"/image-processing?api_key={key}", json={**body, "operations": [{"operation": "explode"}]}
     )
     envelope(r, 400, "invalid_param", "operations[0].operation")
+    # A step's quality is the seed's 1..100 too, as at the top level and in output.
+    step = {"operation": "compress", "quality": 0}
+    r = client.post(f"/image-processing?api_key={key}", json={**body, "operations": [step]})
+    envelope(r, 400, "invalid_param", "operations[0].quality")
     assert results_stored(client) == []

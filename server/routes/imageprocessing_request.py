@@ -188,6 +188,8 @@ def pipeline_steps(raw_steps: list[Any]) -> tuple[list[Step], list[str]]:
         if name == "crop":
             params.setdefault("x", 0)
             params.setdefault("y", 0)
+        if "quality" in params:  # the seed's 1..100 here too (the engine would take 0)
+            SINGLE.fields["quality"].check(params["quality"], f"{where}.quality")
         steps.append((name, STEP_PARAMS[name].check(params, where)))
         paths.append(where)
     return steps, paths
