@@ -8,11 +8,7 @@ Content-Security-Policy lets it load nothing but this origin.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.metadata
-from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -24,6 +20,7 @@ from server.errors import NotFound
 from server.openapi import document
 from server.routes import imageprocessing_openapi
 from server.routes.catalog import OPERATIONS, REFINED
+from server.routes.static_files import STATIC_CACHE, Asset, asset, packaged, serve
 
 # Every route under these is documented, and must be in the catalog (seed 003's too).
 DOC_ROOTS = ("/v1/", "/api/tasks/visual/correction")
@@ -33,14 +30,7 @@ CSP = (
     "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
-STATIC_CACHE = "public, max-age=86400"
-
-
-@dataclass(frozen=True, slots=True)
-class Asset:
-    body: bytes
-    media_type: str
-    etag: str
+HEADERS = {"Content-Security-Policy": CSP}
 
 
 def documented_routes(routes: list[BaseRoute]) -> list[tuple[str, str]]:
@@ -72,19 +62,19 @@ async def openapi_json(request: Request) -> Response:
     cached: Asset | None = getattr(state, "openapi", None)
     if cached is None:  # the routes are fixed once the app is built: generate once
         body = orjson.dumps(build(request.app.routes))  # compact: half the indented size
-        cached = state.openapi = _asset(body, "application/json")
-    return _serve(request, cached, "no-cache")
+        cached = state.openapi = asset(body, "application/json")
+    return serve(request, cached, "no-cache", HEADERS)
 
 
 async def docs_page(request: Request) -> Response:
-    return _serve(request, _file("docs.html"), "no-cache")
+    return serve(request, _file("docs.html"), "no-cache", HEADERS)
 
 
 async def docs_static(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in STATIC:
         raise NotFound(f"no docs file {name!r}")
-    return _serve(request, _file(name), STATIC_CACHE)
+    return serve(request, _file(name), STATIC_CACHE, HEADERS)
 
 
 def docs_routes() -> list[BaseRoute]:
@@ -105,23 +95,6 @@ STATIC = {
 }
 
 
-@functools.cache
 def _file(name: str) -> Asset:
     package, media_type = STATIC[name]
-    return _asset(files(package).joinpath("static", name).read_bytes(), media_type)
-
-
-def _asset(body: bytes, media_type: str) -> Asset:
-    return Asset(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
-
-
-def _serve(request: Request, asset: Asset, cache_control: str) -> Response:
-    headers = {
-        "Cache-Control": cache_control,
-        "ETag": asset.etag,
-        "Content-Security-Policy": CSP,
-        "X-Content-Type-Options": "nosniff",
-    }
-    if asset.etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    return Response(asset.body, media_type=asset.media_type, headers=headers)
+    return packaged(package, name, media_type)

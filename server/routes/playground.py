@@ -14,22 +14,22 @@ a page that holds a key).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-from dataclasses import dataclass
-from importlib.resources import files
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from server.errors import NotFound
+from server.routes.static_files import STATIC_CACHE, Asset, packaged, serve
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-STATIC_CACHE = "public, max-age=86400"
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",  # frame-ancestors' older spelling, for older browsers
+    "Referrer-Policy": "no-referrer",
+}
 # name -> media type. Only these are served, from server/static/.
 STATIC = {
     "playground.html": "text/html; charset=utf-8",
@@ -38,23 +38,16 @@ STATIC = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StaticFile:
-    body: bytes
-    media_type: str
-    etag: str
-
-
 async def playground_page(request: Request) -> Response:
     # no-cache, not max-age: a new release's page must name its new script at once.
-    return _serve(request, _file("playground.html"), "no-cache")
+    return serve(request, _file("playground.html"), "no-cache", HEADERS)
 
 
 async def playground_static(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in STATIC or name == "playground.html":
         raise NotFound(f"no playground file {name!r}")
-    return _serve(request, _file(name), STATIC_CACHE)
+    return serve(request, _file(name), STATIC_CACHE, HEADERS)
 
 
 def playground_routes() -> list[BaseRoute]:
@@ -64,21 +57,5 @@ def playground_routes() -> list[BaseRoute]:
     ]
 
 
-@functools.cache
-def _file(name: str) -> StaticFile:
-    body = files("server").joinpath("static", name).read_bytes()
-    return StaticFile(body, STATIC[name], '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
-
-
-def _serve(request: Request, found: StaticFile, cache_control: str) -> Response:
-    headers = {
-        "Cache-Control": cache_control,
-        "ETag": found.etag,
-        "Content-Security-Policy": CSP,
-        "X-Frame-Options": "DENY",  # frame-ancestors' older spelling, for older browsers
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
-    }
-    if found.etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    return Response(found.body, media_type=found.media_type, headers=headers)
+def _file(name: str) -> Asset:
+    return packaged("server", name, STATIC[name])
