@@ -38,7 +38,18 @@ MAX_KEY_CHARS = 255
 # process stops blocking its key.
 IN_FLIGHT_MARGIN_S = 30.0
 KEPT_HEADERS = frozenset(
-    {"content-type", "cache-control", "etag", "last-modified", "location", "content-disposition"}
+    {
+        "content-type",
+        "cache-control",
+        "etag",
+        "last-modified",
+        "location",
+        "content-disposition",
+        # A binary answer's facts (the processing API, seeds 000 and 001): part of the answer.
+        "x-image-width",
+        "x-image-height",
+        "x-processing-time",
+    }
 )
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 

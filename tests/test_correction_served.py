@@ -91,17 +91,17 @@ def test_an_image_url_from_a_local_origin_works_sync_and_async(tmp_path: Path) -
 def test_a_task_failing_when_run_is_state_minus_1_with_why_and_nothing_half_written(
     tmp_path: Path,
 ) -> None:
-    # 5000 px wide: a fine upload at submit; the render pool's seed limit (4096) refuses it.
-    wide = pyvips.Image.black(5000, 40).write_to_buffer(".png")
+    # A JPEG cut short: its header passes the submit's checks; its pixels cannot be decoded.
+    truncated = PRODUCT[: len(PRODUCT) // 3]
     with serving(tmp_path) as served:
         key = key_of(served.data_dir)
-        r = submit(served.base, key, wide, sync=0, type=3)
+        r = submit(served.base, key, truncated, sync=0, type=3)
         assert r.status_code == 200, r.text
         answer = settled(served.base, key, r.json()["data"]["task_id"], 60)
         stored = sorted(p.name for p in served.data_dir.rglob("seed003/*"))
         results = list(served.data_dir.rglob("results/*/*"))
     assert answer["status"] == 200 and answer["data"]["state"] == -1
-    assert "5000x40" in answer["message"] and "4096" in answer["message"], answer
+    assert "cannot be processed" in answer["message"], answer
     assert answer["data"]["image"] == "" and answer["data"]["completed_at"]
     assert stored == [f"{r.json()['data']['task_id']}.json"]  # its input is gone, no result
     assert results == []
@@ -161,3 +161,21 @@ def test_tasks_survive_sigkill_of_every_serving_process_and_a_restart(tmp_path: 
     assert all(r.status_code == 200 and r.headers["content-type"] == "image/png" for r in images)
     assert "Traceback" not in (tmp_path / "second.log").read_text()
     assert not list((tmp_path / "data").rglob("seed003/*.src"))  # every input consumed
+
+
+def test_an_async_submit_checks_the_image_as_a_sync_one_does(tmp_path: Path) -> None:
+    wide = pyvips.Image.black(5000, 40).write_to_buffer(".png")  # over the seed's 4096
+    with serving(tmp_path) as served:
+        key = key_of(served.data_dir)
+        too_wide = submit(served.base, key, wide, sync=0, type=3)
+        not_an_image = submit(served.base, key, b"print('hello')\n" * 20, sync=0, type=3)
+        stored = list(served.data_dir.rglob("seed003/*"))
+    assert too_wide.status_code == too_wide.json()["status"] == 413
+    assert too_wide.json()["data"] == {
+        "code": "source_too_large",
+        "message": "image_file is 5000x40, the limit is 4096x4096",
+        "param": "image_file",
+    }
+    assert not_an_image.status_code == 415
+    assert not_an_image.json()["data"]["code"] == "unsupported_format"
+    assert stored == []  # no task, no input kept

@@ -218,8 +218,16 @@ def test_an_idempotency_key_replays_the_first_answer(client, key):
     first = client.post(url, files=files, data={"width": "64"}, headers=headers)
     again = client.post(url, files=files, data={"width": "64"}, headers=headers)
     assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert again.headers["x-processing-time"] == first.headers["x-processing-time"]
     other = client.post(url, files=files, data={"width": "65"}, headers=headers)
     assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
+    # Asking for the JSON form is another request, by the query or by Accept.
+    as_json = client.post(
+        f"{url}&response=json", files=files, data={"width": "64"}, headers=headers
+    )
+    assert as_json.status_code == 422
+    accept = {**headers, "Accept": "application/json"}
+    assert client.post(url, files=files, data={"width": "64"}, headers=accept).status_code == 422
 
 
 def envelope(r: Any, status: int, code: str, param: str | None = None) -> dict[str, Any]:
@@ -301,3 +309,18 @@ def test_a_pipeline_step_error_names_the_step_and_field_as_sent(client, key):
     r = client.post(f"/image-processing?api_key={key}", json={**body, "operations": [step]})
     envelope(r, 400, "invalid_param", "operations[0].quality")
     assert results_stored(client) == []
+
+
+@pytest.mark.parametrize("operation", ["resize", "convert", "rotate", "crop", "flip"])
+def test_quality_is_every_operations_and_sets_the_encoding(client, key, operation):
+    fields = {
+        "resize": {"width": 200},
+        "convert": {"format": "webp"},
+        "rotate": {"angle": 90},
+        "crop": {"width": 200, "height": 150},
+        "flip": {"direction": "h"},
+    }[operation]
+    high = post(client, key, operation, P3, quality=95, **fields)
+    low = post(client, key, operation, P3, quality=20, **fields)
+    assert (high.status_code, low.status_code) == (200, 200), low.text
+    assert len(low.content) < len(high.content) / 2

@@ -239,6 +239,8 @@ def test_an_idempotency_key_replays_the_first_answer(client: TestClient) -> None
     )
     assert first.status_code == again.status_code == 200
     assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    for fact in ("x-image-width", "x-image-height"):  # the docs promise them on every 200
+        assert again.headers[fact] == first.headers[fact]
     other = client.post(
         url, files={"file": ("a.jpg", PHOTO)}, data={"maxWidth": "60"}, headers=headers
     )

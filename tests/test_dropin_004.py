@@ -205,6 +205,8 @@ def test_bad_input_is_answered_in_the_seeds_envelope_and_nothing_is_stored(
 def test_a_json_body_is_a_415_the_seed_takes_multipart_only(client: TestClient) -> None:
     r = client.post(PATH, json={"width": 10, "height": 10}, headers=KEY)
     assert error_of(r, 415)["code"] == "unsupported_media_type"
+    assert "multipart/form-data" in r.json()["error_msg"]
+    assert "send a JSON object" not in r.json()["error_msg"]  # the advice of JSON endpoints
 
 
 def test_a_grey_or_transparent_image_is_converted_not_refused(client: TestClient) -> None:

@@ -96,9 +96,10 @@ def unsupported_body(request: Request, takes: str) -> UnsupportedMediaType:
     """The 415 for a body that is none of what an endpoint `takes`, naming what it got."""
     undeclared = media_type(request) in _UNDECLARED
     why = " and a body that does not start with { or [" if undeclared else ""
+    # The advice only where JSON is what is taken: a multipart-only endpoint refuses it.
+    ask = ": send a JSON object with Content-Type: application/json" if "JSON" in takes else ""
     return UnsupportedMediaType(
-        f"this endpoint takes {takes}, got {_shown_type(request)}{why}: "
-        "send a JSON object with Content-Type: application/json"
+        f"this endpoint takes {takes}, got {_shown_type(request)}{why}{ask}"
     )
 
 

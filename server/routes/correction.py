@@ -100,12 +100,13 @@ async def _answer(
     request: Request, rt: Runtime, caller: auth.Caller, ref: Ref, options: dict[str, int]
 ) -> Response:
     created = time.time()
-    if options["sync"] == 0:
-        task = await tasks.submit(
-            rt, ref, caller, options["type"], options["return_type"], MAX_BYTES
-        )
-        return envelope(200, "success", {"task_id": task.id}, {})
     data = await inputs.load(rt, ref, caller.prefix, max_bytes=MAX_BYTES)
+    if options["sync"] == 0:
+        # Checked now: a non-image or one over 4096 x 4096 is the submitter's 4xx, as with
+        # sync=1, not a task that fails later.
+        await checked(rt, data, ref.path)
+        task = await tasks.submit(rt, data, caller, options["type"], options["return_type"])
+        return envelope(200, "success", {"task_id": task.id}, {})
     started = time.time()
     done = await run(rt, data, ref.path, options["type"])
     result = await save(rt, data, options["type"], done)
@@ -145,6 +146,14 @@ async def run(rt: Runtime, data: bytes, field: str, kind: int) -> Corrected:
         return correct(data, info, kind, options, cancel)
 
     return await rt.pool.run(job)
+
+
+async def checked(rt: Runtime, data: bytes, field: str) -> None:
+    """The seed's limits and a known image format, from the header only (no decode)."""
+    limits = rt.source_limits
+    from server.vision.correction import check_limits
+
+    await rt.pool.run(lambda cancel: check_limits(probe(data, limits), field))
 
 
 async def save(rt: Runtime, data: bytes, kind: int, done: Corrected) -> results.Result:

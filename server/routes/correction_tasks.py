@@ -17,9 +17,8 @@ from typing import Any
 
 import orjson
 
-from server import auth, inputs, results
+from server import auth, results
 from server.errors import ImgcdnError, StateUnavailable, TaskNotFound
-from server.imagerefs import Ref
 from server.runtime import Runtime
 
 PREFIX = "seed003/"
@@ -43,9 +42,9 @@ class Task:
 
 
 async def submit(
-    rt: Runtime, ref: Ref, caller: auth.Caller, kind: int, return_type: int, max_bytes: int
+    rt: Runtime, data: bytes, caller: auth.Caller, kind: int, return_type: int
 ) -> Task:
-    data = await inputs.load(rt, ref, caller.prefix, max_bytes=max_bytes)
+    """Store the (checked) input and a queued task record, then queue its message."""
     task = Task(secrets.token_urlsafe(18), caller.key_id, kind, return_type, time.time())
     await rt.storage.put_object(f"{PREFIX}{task.id}.src", data)
     await _write(rt, task)

@@ -222,17 +222,23 @@ async def _keyed(
     """`run` under the request's Idempotency-Key (a 4xx is kept and replayed in the seed's
     envelope, as app.py answers this path; a 5xx is not kept)."""
     keyed = "idempotency_key" in fields or "idempotency-key" in request.headers
-    fingerprint = _fingerprint(request, body) if keyed else b""
+    fingerprint = _fingerprint(request, body, fields) if keyed else b""
     response = await idempotency.idempotent(
         request, caller, request.url.path, fields.get("idempotency_key"), fingerprint, run
     )
     return response
 
 
-def _fingerprint(request: Request, body: Body) -> bytes:
+def _fingerprint(request: Request, body: Body, fields: dict[str, Any]) -> bytes:
+    """The request as understood: path, fields, upload, and the answer's form (the
+    `response` query and Accept choose JSON or bytes, so they make another request)."""
     kept = {k: v for k, v in body.fields.items() if k not in seed.CREDENTIALS | {"idempotency_key"}}
     digest = hashlib.sha256(request.url.path.encode() + b"\0")
     digest.update(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS, default=repr))
+    as_json = seed.wants_json(
+        fields, request.query_params.get("response"), request.headers.get("accept", "")
+    )
+    digest.update(b"\0json" if as_json else b"\0bytes")
     if body.upload is not None:
         digest.update(hashlib.sha256(body.upload).digest())
     return digest.digest()

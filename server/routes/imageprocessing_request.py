@@ -113,7 +113,8 @@ def single_steps(operation: str, fields: dict[str, Any]) -> tuple[list[Step], li
     resize_first = operation not in ("resize", "crop", "smart_crop") and bool(
         fields.keys() & {"width", "height"}
     )
-    for name in fields.keys() & OWN.keys() - SEED_FIELDS:
+    # Encoding fields (quality, format) are every operation's: the final encode takes them.
+    for name in fields.keys() & (OWN.keys() - SEED_FIELDS - ENCODING.keys()):
         if _ours(name) not in allowed and not (resize_first and name in sizing):
             raise InvalidParam(name, f"{name} does not apply to {operation}")
     own = {_ours(k): v for k, v in fields.items() if _ours(k) in allowed}
