@@ -107,7 +107,10 @@ def _resize(plan: Plan, p: dict[str, Any], limits: Limits, path: str) -> tuple[S
     if width is None and height is None:
         where = _at(path, "width")
         raise InvalidParam(where, f"resize needs {where} or {_at(path, 'height')} (or both)")
-    if width is not None and height is not None and width * height > limits.max_pixels:
+    # A box that is only a bound (inside, never enlarged) may be larger: the output stays
+    # within the source and geometry.plan's limits whatever the box.
+    bound = p.get("fit") == "inside" and not p.get("enlarge", False)
+    if width and height and width * height > limits.max_pixels and not bound:
         where = _at(path, "width")
         raise InvalidParam(where, f"width x height must be at most {limits.max_pixels} pixels")
     both = width is not None and height is not None

@@ -67,10 +67,9 @@ class Int(Field):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidParam(path, f"{path} must be an integer, got {_got(value)}")
-        if not self.lo <= value <= self.hi:
-            raise InvalidParam(
-                path, f"{path} must be an integer in {self.lo}..{self.hi}, got {value}"
-            )
+        top = self.top  # this server's cap (IMGCDN_MAX_OUTPUT_SIDE...), checked here first
+        if not self.lo <= value <= top:
+            raise InvalidParam(path, f"{path} must be an integer in {self.lo}..{top}, got {value}")
         return value
 
     def schema(self) -> Schema:

@@ -76,6 +76,7 @@ def test_the_seeds_request_over_imgcdn_serve_answers_the_compressed_bytes(served
         ({"targetHeight": 150}, (200, 150)),
         ({"maxWidth": 400, "maxHeight": 100}, (133, 100)),  # bounds, aspect kept
         ({"maxWidth": 2000}, (800, 600)),  # a bound never enlarges
+        ({"maxWidth": 10000, "maxHeight": 65000}, (800, 600)),  # past the server's side: none
         ({}, (800, 600)),
     ],
 )
@@ -245,3 +246,12 @@ def test_an_idempotency_key_replays_the_first_answer(client: TestClient) -> None
         url, files={"file": ("a.jpg", PHOTO)}, data={"maxWidth": "60"}, headers=headers
     )
     assert error_of(other, 400)["error"] == "idempotency_key_reused"
+
+
+def test_a_target_past_the_servers_largest_side_is_a_400_naming_the_seeds_field(
+    client: TestClient,
+) -> None:
+    r = post(client, targetWidth=20000)
+    body = error_of(r, 400)
+    assert (body["error"], body["param"]) == ("invalid_param", "targetWidth")
+    assert "1..8192" in body["message"]  # this server's IMGCDN_MAX_OUTPUT_SIDE, not 65500

@@ -51,8 +51,9 @@ FIELDS = Obj(
         "image_url": Text(4096, "the image to fetch", r"(?i)https?://\S+", "an http(s) URL"),
         "targetWidth": _side("exact output width; alone, the height follows the aspect"),
         "targetHeight": _side("exact output height; with targetWidth, cropped to fill"),
-        "maxWidth": _side("largest output width, aspect kept, never enlarged"),
-        "maxHeight": _side("largest output height, aspect kept, never enlarged"),
+        # A bound, not a size: one past this server's largest side means no bound (clamped).
+        "maxWidth": Int(1, SIDE, "largest output width, aspect kept, never enlarged"),
+        "maxHeight": Int(1, SIDE, "largest output height, aspect kept, never enlarged"),
         "quality": Int(1, 95, "1..95 (the seed's range); default per format (jpeg 80)"),
         "format": FORMAT,
     },
@@ -91,7 +92,7 @@ async def compress(request: Request) -> Response:
     if isinstance(raw.get("format"), str):  # "JPEG", "Png": the seed's users write either
         raw["format"] = raw["format"].strip().lower()
     fields = FIELDS.check(raw, "", body.text)
-    steps = _steps(fields)
+    steps = _steps(fields, rt.limits.max_side)
     plan = compile_ops(steps, rt.limits, [""] * len(steps))
     ref = await _source(rt, body, fields, caller.prefix, limit)
 
@@ -117,7 +118,7 @@ async def compress(request: Request) -> Response:
     return await idempotency.idempotent(request, caller, "compress", None, digest.digest(), run)
 
 
-def _steps(fields: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _steps(fields: dict[str, Any], max_side: int) -> list[tuple[str, dict[str, Any]]]:
     target = {k: fields[k] for k in ("targetWidth", "targetHeight") if k in fields}
     bound = {k: fields[k] for k in ("maxWidth", "maxHeight") if k in fields}
     if target and bound:
@@ -132,7 +133,7 @@ def _steps(fields: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         steps.append(("resize", {**params, "fit": "cover", "enlarge": True}))
     elif bound:
         size = {"width": bound.get("maxWidth"), "height": bound.get("maxHeight")}
-        params = {k: v for k, v in size.items() if v is not None}
+        params = {k: min(v, max_side) for k, v in size.items() if v is not None}
         steps.append(("resize", {**params, "fit": "inside", "enlarge": False}))
     encoding: dict[str, Any] = {k: fields[k] for k in ("quality", "format") if k in fields}
     if encoding:
