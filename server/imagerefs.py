@@ -32,11 +32,16 @@ class Ref:
     kind: Literal["url", "id", "bytes"]
     value: str | bytes  # the URL, the asset id, or the image bytes
     path: str  # how the client named it, for errors
+    # `path` is the URL's own field (a drop-in's plain `image_url`), not one that can hold
+    # {url}, {id} or {base64}: errors name it as it is.
+    plain: bool = False
 
     @property
     def where(self) -> str:
         """The field errors about this reference name: `image.url`, `image.id`, `image`."""
-        return f"{self.path}.{self.kind}" if self.kind in ("url", "id") else self.path
+        if self.plain or self.kind == "bytes":
+            return self.path
+        return f"{self.path}.{self.kind}"
 
 
 def _parse(value: object, path: str, text: bool = False) -> Ref:

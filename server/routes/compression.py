@@ -170,12 +170,8 @@ async def _source(rt: Runtime, body: Body, fields: dict[str, Any], prefix: str, 
     if url is None:
         raise InvalidParam("file", "file (multipart) or image_url is required")
     # Fetched here, not in process.run: the fetch stops at the seed's 10 MB.
-    try:
-        data = await inputs.load(rt, Ref("url", url, "image_url"), prefix, max_bytes=limit)
-    except ImgcdnError as exc:
-        exc.param = "image_url"  # the seed's field is a plain URL: not image_url.url
-        raise
-    return Ref("bytes", data, "image_url")
+    ref = Ref("url", url, "image_url", plain=True)
+    return Ref("bytes", await inputs.load(rt, ref, prefix, max_bytes=limit), "image_url")
 
 
 def openapi_paths() -> dict[str, Any]:

@@ -226,4 +226,4 @@ def _source(fields: dict[str, Any], upload: bytes | None) -> Ref:
         raise InvalidParam("image_file", "image_file or image_url is required")
     if not url.lower().startswith(("http://", "https://")):
         raise InvalidParam("image_url", "image_url must be an http(s) URL")
-    return Ref("url", url, "image_url")
+    return Ref("url", url, "image_url", plain=True)

@@ -119,7 +119,7 @@ def _source(fields: dict[str, Any], body: Body) -> Ref:
     url = fields["image_url"]
     if not url.lower().startswith(("http://", "https://")):
         raise InvalidParam("image_url", "image_url must be an http(s) URL")
-    return Ref("url", url, "image_url")
+    return Ref("url", url, "image_url", plain=True)
 
 
 async def _transform(
