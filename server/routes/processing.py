@@ -131,37 +131,45 @@ def _process_plan(
 
 async def metadata_endpoint(request: Request) -> Response:
     """Size, format and EXIF of an image."""
-    rt, body, caller = await _begin(request, "image.metadata")
-    fields = METADATA_BODY.check(body.fields, "", body.text)
-    ref = _image(fields, body)
 
-    async def run() -> Response:
-        answer = await process.metadata(rt, ref, caller.prefix)
-        return json_response(answer, headers={"Cache-Control": NO_STORE})
+    async def work(rt: Runtime, ref: Ref, caller: auth.Caller, fields: Fields) -> Answer:
+        return await process.metadata(rt, ref, caller.prefix)
 
-    fingerprint = _fingerprint("metadata", fields, body)
-    return await idempotency.idempotent(
-        request, caller, "metadata", fields.get("idempotency_key"), fingerprint, run
-    )
+    return await _json_endpoint(request, "image.metadata", "metadata", METADATA_BODY, work)
 
 
 async def moderate_endpoint(request: Request) -> Response:
     """P(NSFW) of an image: {flagged, categories: {nsfw: score}} (SPEC §9)."""
-    rt, body, caller = await _begin(request, "image.process")
-    fields = MODERATE_BODY.check(body.fields, "", body.text)
+
+    async def work(rt: Runtime, ref: Ref, caller: auth.Caller, fields: Fields) -> Answer:
+        data = await inputs.load(rt, ref, caller.prefix)
+        limits, options = rt.source_limits, rt.render_options
+        return await rt.pool.run(lambda cancel: moderation.moderate(data, limits, options, cancel))
+
+    return await _json_endpoint(request, "image.process", "moderate", MODERATE_BODY, work)
+
+
+Fields = dict[str, Any]
+Answer = dict[str, Any]
+Work = Callable[[Runtime, Ref, auth.Caller, Fields], Coroutine[Any, Any, Answer]]
+
+
+async def _json_endpoint(
+    request: Request, scope: str, name: str, schema: Obj, work: Work
+) -> Response:
+    """An endpoint that reads one image and answers JSON (metadata, moderate, ocr), under
+    its idempotency key."""
+    rt, body, caller = await _begin(request, scope)
+    fields = schema.check(body.fields, "", body.text)
     ref = _image(fields, body)
 
     async def run() -> Response:
-        data = await inputs.load(rt, ref, caller.prefix)
-        limits, options = rt.source_limits, rt.render_options
-        answer = await rt.pool.run(
-            lambda cancel: moderation.moderate(data, limits, options, cancel)
-        )
+        answer = await work(rt, ref, caller, fields)
         return json_response(answer, headers={"Cache-Control": NO_STORE})
 
-    fingerprint = _fingerprint("moderate", fields, body)
+    fingerprint = _fingerprint(name, fields, body)
     return await idempotency.idempotent(
-        request, caller, "moderate", fields.get("idempotency_key"), fingerprint, run
+        request, caller, name, fields.get("idempotency_key"), fingerprint, run
     )
 
 
@@ -305,20 +313,12 @@ OCR_BODY = Obj(
 
 async def ocr_endpoint(request: Request) -> Response:
     """Text of an image (SPEC §9): {text, lines: [{text, confidence, box}], language}."""
-    rt, body, caller = await _begin(request, "image.process")  # OCR is processing an image
-    fields = OCR_BODY.check(body.fields, "", body.text)
-    ref = _image(fields, body)
-    language = str(fields.get("language", "eng"))
-    engine = str(fields.get("engine", "auto"))
-
     # Imported on first use: numpy (and its 10 MB) stays out of workers that never read text.
     from server.vision import ocr
 
-    async def run() -> Response:
-        answer = await ocr.ocr(rt, ref, caller.prefix, language, engine)
-        return json_response(answer, headers={"Cache-Control": NO_STORE})
+    async def work(rt: Runtime, ref: Ref, caller: auth.Caller, fields: Fields) -> Answer:
+        language = str(fields.get("language", "eng"))
+        return await ocr.ocr(rt, ref, caller.prefix, language, str(fields.get("engine", "auto")))
 
-    fingerprint = _fingerprint("ocr", fields, body)
-    return await idempotency.idempotent(
-        request, caller, "ocr", fields.get("idempotency_key"), fingerprint, run
-    )
+    # OCR is processing an image: the processing scope.
+    return await _json_endpoint(request, "image.process", "ocr", OCR_BODY, work)
